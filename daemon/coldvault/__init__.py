@@ -1,0 +1,3 @@
+"""coldvault: unattended backups onto a hand-built, encrypted backup disk."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+"""Allow ``python -m coldvault``."""
+
+from coldvault.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,95 @@
+"""``coldvault restore``, ``verify`` and ``list``: per-job commands on the opened disk."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from coldvault.cli.common import load_config
+from coldvault.cli.progress_bar import progress_printer
+from coldvault.config.model import Config, Job
+from coldvault.errors import EXIT_CORRUPT, EXIT_OK, ConfigError
+from coldvault.jobs import runner_for
+from coldvault.jobs.base import RestoreRequest
+from coldvault.service.session import disk_session
+from coldvault.system.proc import CancelToken
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``restore``, ``verify`` and ``list``."""
+    p = sub.add_parser("restore", help="restore a snapshot of a job to a device, file or folder")
+    p.add_argument("job", help="job name")
+    p.add_argument("dest", type=Path, help="image: device or file; btrfs: folder on a Btrfs fs")
+    p.add_argument("--snapshot", default="latest", help="snapshot name or 'latest' (default)")
+    p.add_argument("--start-part", type=int, default=0, metavar="N", help="image: resume at part N")
+    p.add_argument("--skip-zeros", action="store_true", help="image: do not write all-zero parts")
+    _session_options(p)
+    p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("verify", help="re-check stored backups against their manifests")
+    p.add_argument("job", help="job name")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--snapshot", help="snapshot name (default: the latest)")
+    group.add_argument("--all", action="store_true", help="every snapshot")
+    _session_options(p)
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("list", help="show a job's snapshots")
+    p.add_argument("job", help="job name")
+    _session_options(p)
+    p.set_defaults(func=cmd_list)
+
+
+def _session_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--wait", type=float, default=0, metavar="S", help="wait S seconds for the disk")
+    p.add_argument("--wait-lock", type=float, default=0, metavar="S", help="wait S seconds if busy")
+
+
+def _job(config: Config, name: str) -> Job:
+    try:
+        return config.job(name)
+    except KeyError:
+        known = ", ".join(j.name for j in config.jobs) or "none"
+        raise ConfigError(
+            f"no job named {name!r} in {config.path}", hint=f"jobs defined: {known}"
+        ) from None
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Restore one snapshot."""
+    config = load_config(args)
+    job = _job(config, args.job)
+    request = RestoreRequest(args.snapshot, args.dest, args.start_part, args.skip_zeros)
+    cancel = CancelToken()
+    with disk_session(config, wait_disk=args.wait, wait_lock=args.wait_lock, cancel=cancel) as _:
+        message = runner_for(job).restore(config.job_dir(job), request, progress_printer(), cancel)
+    print(message)
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Verify stored data; exit 6 when anything is corrupt or missing."""
+    config = load_config(args)
+    job = _job(config, args.job)
+    cancel = CancelToken()
+    with disk_session(config, wait_disk=args.wait, wait_lock=args.wait_lock, cancel=cancel):
+        report = runner_for(job).verify(
+            config.job_dir(job), args.snapshot, args.all, progress_printer(), cancel
+        )
+    for problem in report.problems:
+        print(f"PROBLEM: {problem}")
+    print(
+        f"{job.name}: checked {report.items_checked} items in "
+        f"{len(report.snapshots)} snapshot(s): "
+        + ("all good" if report.ok else f"{len(report.problems)} problem(s)")
+    )
+    return EXIT_OK if report.ok else EXIT_CORRUPT
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Print the job's snapshots."""
+    config = load_config(args)
+    job = _job(config, args.job)
+    with disk_session(config, wait_disk=args.wait, wait_lock=args.wait_lock):
+        print(runner_for(job).list(config.job_dir(job)))
+    return EXIT_OK

@@ -1,0 +1,71 @@
+"""``coldvault`` command line: global options, subcommand registry, error handling.
+
+Each command group lives in its own module exposing ``register(subparsers)``;
+handlers take the parsed arguments and return an exit code. Every expected
+failure is a ColdvaultError: its message is printed, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from coldvault import __version__
+from coldvault.errors import EXIT_CANCELLED, ColdvaultError
+from coldvault.log import setup_logging
+
+# Command modules, in the order their commands appear in --help.
+COMMAND_MODULES = (
+    "coldvault.cli.run_cmd",
+    "coldvault.cli.daemon_cmd",
+    "coldvault.cli.status_cmd",
+    "coldvault.cli.disk_cmd",
+    "coldvault.cli.jobs_cmd",
+    "coldvault.cli.config_cmd",
+    "coldvault.cli.demo_cmd",
+    "coldvault.cli.service_cmd",
+)
+
+log = logging.getLogger("coldvault")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, with every command module registered."""
+    parser = argparse.ArgumentParser(
+        prog="coldvault",
+        description="Unattended backups onto a hand-built, encrypted backup disk.",
+        epilog="Exit codes: see README.md (0 ok, 1 failed, 3 disk absent, 4 token rejected, "
+        "5 busy, 6 corrupt, 7 overdue, 78 config error, 130 cancelled).",
+    )
+    parser.add_argument("--version", action="version", version=f"coldvault {__version__}")
+    parser.add_argument(
+        "-c",
+        "--config",
+        metavar="PATH",
+        help="configuration file (default: /etc/coldvault/config.yaml)",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more output (debug)")
+    parser.add_argument("-q", "--quiet", action="count", default=0, help="only warnings and errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``coldvault`` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose - args.quiet)
+    try:
+        code: int = args.func(args)
+    except ColdvaultError as exc:
+        log.error("%s", exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_CANCELLED
+    return code

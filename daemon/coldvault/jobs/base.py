@@ -1,0 +1,76 @@
+"""The protocol every job type follows: run, restore, verify, list."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from coldvault.progress import ProgressCallback
+from coldvault.system.proc import CancelToken
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What one successful backup run did."""
+
+    job: str
+    snapshot: str | None  # the snapshot this run created, if any
+    bytes_read: int
+    bytes_written: int
+    duration: float  # seconds
+    summary: str  # one line for logs and status
+
+
+@dataclass(frozen=True)
+class RestoreRequest:
+    """What ``coldvault restore`` asked for (some options apply to one job type only)."""
+
+    snapshot: str = "latest"
+    dest: Path = Path()
+    start_part: int = 0  # image only: resume an interrupted restore
+    skip_zeros: bool = False  # image only: the destination is known to be zeroed
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """What ``coldvault verify`` found."""
+
+    job: str
+    snapshots: tuple[str, ...]
+    items_checked: int
+    problems: tuple[str, ...]  # one line each, naming the part or subvolume
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing was corrupt or missing."""
+        return not self.problems
+
+
+class JobRunner(Protocol):
+    """One job type's implementation; ``job_dir`` is the job's folder on the backup disk."""
+
+    def run(self, job_dir: Path, progress: ProgressCallback, cancel: CancelToken) -> JobResult:
+        """Back up once; raise a ColdvaultError on failure, Cancelled on stop."""
+
+    def restore(
+        self,
+        job_dir: Path,
+        request: RestoreRequest,
+        progress: ProgressCallback,
+        cancel: CancelToken,
+    ) -> str:
+        """Restore a snapshot; return what the user should know next."""
+
+    def verify(
+        self,
+        job_dir: Path,
+        snapshot: str | None,
+        all_snapshots: bool,
+        progress: ProgressCallback,
+        cancel: CancelToken,
+    ) -> VerifyReport:
+        """Check stored data against what was recorded when it was written."""
+
+    def list(self, job_dir: Path) -> str:
+        """A human-readable table of the job's snapshots."""

@@ -1,0 +1,69 @@
+"""Which snapshots to keep: the newest N plus calendar buckets (shared by every job type).
+
+Within a calendar bucket (an hour, day, ISO week, month or year) the oldest
+snapshot is kept, so the kept one does not change as newer ones arrive. The
+newest snapshot and every protected name (the next incremental parent) are
+always kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from coldvault.config.model import Retention
+
+_BUCKETS: dict[str, Callable[[datetime], tuple[int, ...]]] = {
+    "hourly": lambda t: (t.year, t.month, t.day, t.hour),
+    "daily": lambda t: (t.year, t.month, t.day),
+    "weekly": lambda t: tuple(t.isocalendar()[:2]),
+    "monthly": lambda t: (t.year, t.month),
+    "yearly": lambda t: (t.year,),
+}
+
+
+@dataclass(frozen=True)
+class RetentionPlan:
+    """Names to keep and to delete, each newest first."""
+
+    keep: tuple[str, ...]
+    delete: tuple[str, ...]
+
+
+def plan(
+    snapshots: Sequence[tuple[str, datetime]],
+    rule: Retention,
+    *,
+    protect: Collection[str] = (),
+) -> RetentionPlan:
+    """Split ``snapshots`` (name, time) into kept and deleted according to ``rule``."""
+    ordered = sorted(snapshots, key=lambda s: s[1], reverse=True)
+    if rule.keeps_everything:
+        return RetentionPlan(tuple(n for n, _ in ordered), ())
+    keep = set(protect) & {n for n, _ in ordered}
+    if ordered:
+        keep.add(ordered[0][0])
+    if rule.keep_last is not None:
+        keep.update(n for n, _ in ordered[: rule.keep_last])
+    for kind, key in _BUCKETS.items():
+        keep.update(_bucket_keepers(ordered, key, getattr(rule, kind)))
+    return RetentionPlan(
+        tuple(n for n, _ in ordered if n in keep),
+        tuple(n for n, _ in ordered if n not in keep),
+    )
+
+
+def _bucket_keepers(
+    ordered: Sequence[tuple[str, datetime]],
+    key: Callable[[datetime], tuple[int, ...]],
+    count: int,
+) -> set[str]:
+    """The oldest snapshot of each of the ``count`` newest buckets."""
+    oldest_in: dict[tuple[int, ...], str] = {}
+    for name, when in ordered:  # newest first: later writes are older snapshots
+        bucket = key(when)
+        if bucket not in oldest_in and len(oldest_in) >= count:
+            break
+        oldest_in[bucket] = name
+    return set(oldest_in.values())

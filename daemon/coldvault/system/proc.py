@@ -1,0 +1,325 @@
+"""The process gateway: the only module that runs external commands.
+
+Every command is an argv list (never a shell string). Commands are logged at
+debug level, stderr is captured for error messages, timeouts and cancellation
+are enforced, and any failure raises :class:`~coldvault.errors.CommandError`
+carrying the argv, the exit code and the last lines of stderr.
+
+:func:`pipeline` runs ``producer | consumer`` with the bytes relayed through
+this process (``splice(2)`` on Linux, read/write elsewhere) so they can be
+counted for progress; both exit codes are checked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from coldvault.errors import Cancelled, CommandError, CommandNotFound, CommandTimeout
+
+log = logging.getLogger("coldvault.proc")
+
+Arg = str | os.PathLike[str]
+STDERR_TAIL_LINES = 8
+_POLL_SECONDS = 0.2
+_RELAY_CHUNK = 1 << 20
+_KILL_GRACE_SECONDS = 5.0
+
+
+class CancelToken:
+    """A flag that long-running work checks at safe points; thread-safe."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason = "stop requested"
+
+    def cancel(self, reason: str = "stop requested") -> None:
+        """Ask the work to stop at its next safe point."""
+        self.reason = reason
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether a stop was requested."""
+        return self._event.is_set()
+
+    def check(self) -> None:
+        """Raise :class:`Cancelled` if a stop was requested."""
+        if self._event.is_set():
+            raise Cancelled(f"cancelled: {self.reason}")
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; return True early if cancelled."""
+        return self._event.wait(seconds)
+
+
+@dataclass(frozen=True)
+class Result:
+    """A finished command."""
+
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+    @property
+    def text(self) -> str:
+        """Standard output decoded as UTF-8 (undecodable bytes replaced)."""
+        return self.stdout.decode("utf-8", "replace")
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    """A finished two-process pipeline."""
+
+    producer: Result
+    consumer: Result
+    bytes_relayed: int
+
+
+def which(program: str) -> str | None:
+    """Full path of ``program`` on PATH (also /sbin and /usr/sbin), or None."""
+    path = os.environ.get("PATH", os.defpath)
+    extra = [p for p in ("/usr/local/sbin", "/usr/sbin", "/sbin") if p not in path.split(":")]
+    return shutil.which(program, path=":".join([path, *extra]))
+
+
+def _argv(argv: Sequence[Arg]) -> list[str]:
+    if isinstance(argv, str | bytes):
+        raise TypeError("the process gateway takes an argv list, never a shell string")
+    out = [os.fspath(a) for a in argv]
+    if not out:
+        raise ValueError("empty argv")
+    return out
+
+
+def _resolve(argv: list[str]) -> list[str]:
+    if os.sep in argv[0]:
+        return argv
+    found = which(argv[0])
+    if found is None:
+        raise CommandNotFound(
+            argv,
+            None,
+            message=f"program `{argv[0]}` is not installed (needed for `{' '.join(argv)}`)",
+            hint=f"install the package that provides `{argv[0]}`",
+        )
+    return [found, *argv[1:]]
+
+
+def _tail(stderr: bytes) -> list[str]:
+    lines = [ln.strip() for ln in stderr.decode("utf-8", "replace").splitlines()]
+    return [ln for ln in lines if ln][-STDERR_TAIL_LINES:]
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate a child, then kill it if it does not exit in time."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(_KILL_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait()
+
+
+def run(
+    argv: Sequence[Arg],
+    *,
+    check: bool = True,
+    timeout: float | None = None,
+    input: bytes | None = None,
+    cancel: CancelToken | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Arg | None = None,
+    capture_stdout: bool = True,
+) -> Result:
+    """Run one command to completion and return its output.
+
+    Raises CommandError on a non-zero exit (when ``check``), CommandTimeout after
+    ``timeout`` seconds, Cancelled when ``cancel`` fires (the child is stopped
+    first), and CommandNotFound when the program is missing.
+    """
+    args = _resolve(_argv(argv))
+    log.debug("run: %s", " ".join(args))
+    full_env = None if env is None else {**os.environ, **env}
+    proc = subprocess.Popen(
+        args,
+        stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE if capture_stdout else subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=full_env,
+        cwd=cwd,
+    )
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pending_input = input
+    try:
+        while True:
+            try:
+                out, err = proc.communicate(pending_input, timeout=_POLL_SECONDS)
+                break
+            except subprocess.TimeoutExpired:
+                pending_input = None  # communicate() keeps feeding what it started
+                if cancel is not None and cancel.cancelled:
+                    _stop(proc)
+                    raise Cancelled(f"cancelled while running `{' '.join(args)}`") from None
+                if deadline is not None and time.monotonic() > deadline:
+                    _stop(proc)
+                    raise CommandTimeout(
+                        args, None, message=f"command `{' '.join(args)}` timed out after {timeout}s"
+                    ) from None
+    except BaseException:
+        _stop(proc)
+        raise
+    result = Result(tuple(args), proc.returncode, out or b"", err or b"")
+    if check and proc.returncode != 0:
+        raise CommandError(args, proc.returncode, _tail(result.stderr))
+    return result
+
+
+def run_text(argv: Sequence[Arg], **kwargs: object) -> str:
+    """Run a command (see :func:`run`) and return its stdout as text."""
+    return run(argv, **kwargs).text  # type: ignore[arg-type]
+
+
+class _Drain(threading.Thread):
+    """Collect a pipe's bytes in the background so the child never blocks on it."""
+
+    def __init__(self, fileobj: object) -> None:
+        super().__init__(daemon=True)
+        self._f = fileobj
+        self.data = b""
+
+    def run(self) -> None:
+        self.data = self._f.read()  # type: ignore[attr-defined]
+
+
+def _relay_chunk(src: int, dst: int) -> int:
+    """Move up to one chunk from ``src`` to ``dst``; 0 at end of stream."""
+    if hasattr(os, "splice"):
+        try:
+            return os.splice(src, dst, _RELAY_CHUNK)
+        except OSError as exc:
+            if exc.errno not in (22, 38):  # EINVAL/ENOSYS: fall back to read/write
+                raise
+    data = os.read(src, _RELAY_CHUNK)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(dst, view) :]
+    return len(data)
+
+
+def _relay(
+    src: int,
+    dst: int,
+    what: str,
+    on_bytes: Callable[[int], None] | None,
+    cancel: CancelToken | None,
+    timeout: float | None,
+) -> int:
+    """Copy ``src`` to ``dst`` until end of stream; return the byte count."""
+    total = 0
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        ready, _, _ = select.select([src], [], [], _POLL_SECONDS)
+        if cancel is not None and cancel.cancelled:
+            raise Cancelled(f"cancelled while running `{what}`")
+        if deadline is not None and time.monotonic() > deadline:
+            raise CommandTimeout([what], None, message=f"`{what}` timed out after {timeout}s")
+        if not ready:
+            continue
+        try:
+            n = _relay_chunk(src, dst)
+        except BrokenPipeError:
+            return total  # consumer exited early; its exit code tells why
+        if n == 0:
+            return total
+        total += n
+        if on_bytes is not None:
+            on_bytes(total)
+
+
+def pipeline(
+    producer: Sequence[Arg],
+    consumer: Sequence[Arg],
+    *,
+    on_bytes: Callable[[int], None] | None = None,
+    cancel: CancelToken | None = None,
+    timeout: float | None = None,
+) -> PipelineResult:
+    """Run ``producer | consumer``, relaying and counting the bytes between them.
+
+    ``on_bytes`` is called with the running total after each chunk. Both exit
+    codes are checked: the first failing side raises CommandError (the producer
+    is named when both failed, since its failure usually causes the other).
+    On cancel or timeout both children are stopped before raising.
+    """
+    pargs = _resolve(_argv(producer))
+    cargs = _resolve(_argv(consumer))
+    log.debug("pipeline: %s | %s", " ".join(pargs), " ".join(cargs))
+    pipe = subprocess.PIPE
+    p = subprocess.Popen(pargs, stdin=subprocess.DEVNULL, stdout=pipe, stderr=pipe)
+    try:
+        c = subprocess.Popen(cargs, stdin=pipe, stdout=pipe, stderr=pipe)
+    except BaseException:
+        _stop(p)
+        raise
+    assert p.stdout is not None and c.stdin is not None
+    drains = [_Drain(p.stderr), _Drain(c.stdout), _Drain(c.stderr)]
+    for d in drains:
+        d.start()
+    what = f"{' '.join(pargs)} | {' '.join(cargs)}"
+    try:
+        total = _relay(p.stdout.fileno(), c.stdin.fileno(), what, on_bytes, cancel, timeout)
+    except BaseException:
+        _stop(p)
+        _stop(c)
+        raise
+    finally:
+        with contextlib.suppress(OSError):
+            c.stdin.close()
+        p.stdout.close()
+    p.wait()
+    c.wait()
+    for d in drains:
+        d.join()
+    pres = Result(tuple(pargs), p.returncode, b"", drains[0].data)
+    cres = Result(tuple(cargs), c.returncode, drains[1].data, drains[2].data)
+    # A consumer that quit makes the producer die of SIGPIPE: report the consumer then.
+    if pres.returncode not in (0, -signal.SIGPIPE) or (
+        pres.returncode != 0 and cres.returncode == 0
+    ):
+        raise CommandError(pargs, pres.returncode, _tail(pres.stderr))
+    if cres.returncode != 0:
+        raise CommandError(cargs, cres.returncode, _tail(cres.stderr))
+    return PipelineResult(pres, cres, total)
+
+
+def spawn(argv: Sequence[Arg], **popen_kwargs: object) -> subprocess.Popen[bytes]:
+    """Start a long-lived child (for example the daemon in tests); the caller owns it."""
+    args = _resolve(_argv(argv))
+    log.debug("spawn: %s", " ".join(args))
+    return subprocess.Popen(args, **popen_kwargs)  # type: ignore[call-overload,no-any-return]
+
+
+def is_root() -> bool:
+    """Whether this process runs as root."""
+    return os.geteuid() == 0
+
+
+def program_exists(program: str | Path) -> bool:
+    """Whether ``program`` can be run."""
+    return which(os.fspath(program)) is not None
