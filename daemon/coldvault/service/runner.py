@@ -1,0 +1,264 @@
+"""Run a list of jobs in ONE disk session: open once, run all, close once.
+
+Per job: journal events (started, finished with bytes and duration, failed
+with the reason, cancelled), a state-file update, and the ``on_success`` /
+``on_failure`` hooks of the job and of ``settings.hooks``. A failing job never
+stops the others; a stop request (``cancel``) ends the session at the job's
+next safe point and the disk is torn down as usual.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from coldvault.config.model import Config, Job
+from coldvault.errors import Busy, Cancelled, ColdvaultError, DiskAbsent, TokenRejected
+from coldvault.events import Event, emit
+from coldvault.jobs import runner_for
+from coldvault.progress import ProgressCallback
+from coldvault.service import state as st
+from coldvault.service.due import local_now
+from coldvault.service.hooks import run_hooks
+from coldvault.service.inhibit import sleep_inhibited
+from coldvault.service.session import disk_session
+from coldvault.system.proc import CancelToken
+
+log = logging.getLogger("coldvault.runner")
+LOG_EXCERPT_LINES = 20
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """How one job of a session ended."""
+
+    job: str
+    result: str  # success | failed | cancelled
+    bytes_written: int = 0
+    duration: float = 0.0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class SessionOutcome:
+    """Every job of a session, in order."""
+
+    jobs: tuple[JobOutcome, ...]
+
+    @property
+    def failed(self) -> tuple[str, ...]:
+        """Names of the jobs that failed."""
+        return tuple(o.job for o in self.jobs if o.result == st.FAILED)
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether a stop request ended the session early."""
+        return any(o.result == st.CANCELLED for o in self.jobs)
+
+
+class _Excerpt(logging.Handler):
+    """The last log lines of the running job, for ``COLDVAULT_LOG`` in hooks."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: collections.deque[str] = collections.deque(maxlen=LOG_EXCERPT_LINES)
+        self.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@contextlib.contextmanager
+def _capture_log() -> Iterator[_Excerpt]:
+    handler = _Excerpt()
+    root = logging.getLogger("coldvault")
+    root.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+
+
+def run_session(
+    config: Config,
+    jobs: Sequence[Job],
+    *,
+    cancel: CancelToken,
+    progress: ProgressCallback,
+    on_job: Callable[[Job | None], None] = lambda _: None,
+    wait_disk: float | None = 0,
+    wait_lock: float | None = 0,
+    keep_open: bool = False,
+    clock: Callable[[], datetime] = local_now,
+) -> SessionOutcome:
+    """Open the disk, run ``jobs`` in order, close the disk; return what happened.
+
+    Raises what stops the whole session before any job ran: DiskAbsent, Busy,
+    TokenRejected, DiskError, Cancelled. ``on_job`` is told which job starts
+    (None once they are all done).
+    """
+    state = st.StateFile(config.settings.state_file)
+    names = ", ".join(j.name for j in jobs)
+    outcomes: list[JobOutcome] = []
+    with sleep_inhibited(f"backing up {names}", enabled=config.settings.inhibit_sleep):
+        try:
+            with disk_session(
+                config, wait_disk=wait_disk, wait_lock=wait_lock, keep_open=keep_open, cancel=cancel
+            ) as _root:
+                for job in jobs:
+                    if cancel.cancelled:
+                        break
+                    on_job(job)
+                    outcomes.append(_run_job(config, job, state, cancel, progress, clock))
+                on_job(None)
+        except DiskAbsent:
+            for job in jobs:
+                emit(
+                    log,
+                    Event.JOB_SKIPPED,
+                    f"{job.name}: skipped, the backup disk is absent",
+                    job=job.name,
+                )
+            raise
+        except TokenRejected as exc:
+            emit(log, Event.TOKEN_REJECTED, str(exc), level=logging.ERROR)
+            _fail_unstarted(config, jobs, state, exc, clock)
+            raise
+        except (Cancelled, Busy):
+            raise
+        except ColdvaultError as exc:
+            if not outcomes:  # the disk did not open: every job failed for that reason
+                emit(log, Event.DISK_ERROR, str(exc), level=logging.ERROR)
+                _fail_unstarted(config, jobs, state, exc, clock)
+                raise
+            # The jobs ran, teardown failed: their results stand, the error is still reported.
+            emit(
+                log, Event.DISK_ERROR, f"closing the backup disk failed: {exc}", level=logging.ERROR
+            )
+    return SessionOutcome(tuple(outcomes))
+
+
+def _fail_unstarted(
+    config: Config,
+    jobs: Sequence[Job],
+    state: st.StateFile,
+    exc: ColdvaultError,
+    clock: Callable[[], datetime],
+) -> None:
+    """Record a session-level failure against every job that could not run."""
+    now = clock()
+    for job in jobs:
+        state.update(
+            job.name,
+            last_attempt=now,
+            result=st.FAILED,
+            error=exc.message,
+            bytes_read=0,
+            bytes_written=0,
+            duration=0.0,
+        )
+        _hooks(config, job, "on_failure", exc.message, [str(exc)])
+
+
+def _run_job(
+    config: Config,
+    job: Job,
+    state: st.StateFile,
+    cancel: CancelToken,
+    progress: ProgressCallback,
+    clock: Callable[[], datetime],
+) -> JobOutcome:
+    """Run one job; every outcome is logged, recorded and hooked, none is raised."""
+    started_at = clock()
+    start = time.monotonic()
+    emit(log, Event.JOB_STARTED, f"{job.name}: backup started", job=job.name, type=job.type)
+    with _capture_log() as excerpt:
+        try:
+            result = runner_for(job).run(config.job_dir(job), progress, cancel)
+        except Cancelled as exc:
+            took = time.monotonic() - start
+            emit(
+                log,
+                Event.JOB_CANCELLED,
+                f"{job.name}: backup stopped: {exc.message}",
+                job=job.name,
+                level=logging.WARNING,
+                duration=f"{took:.1f}",
+            )
+            state.update(
+                job.name,
+                last_attempt=started_at,
+                result=st.CANCELLED,
+                error=None,
+                bytes_read=0,
+                bytes_written=0,
+                duration=took,
+            )
+            return JobOutcome(job.name, st.CANCELLED, duration=took)
+        except Exception as exc:
+            took = time.monotonic() - start
+            if isinstance(exc, ColdvaultError):
+                reason = exc.message
+            else:  # a bug: keep the daemon alive, keep the traceback for the report
+                log.exception("%s: unexpected error", job.name)
+                reason = f"internal error: {type(exc).__name__}: {exc}"
+            emit(
+                log,
+                Event.JOB_FAILED,
+                f"{job.name}: backup failed: {reason}",
+                job=job.name,
+                level=logging.ERROR,
+                error=reason,
+                duration=f"{took:.1f}",
+            )
+            state.update(
+                job.name,
+                last_attempt=started_at,
+                result=st.FAILED,
+                error=reason,
+                bytes_read=0,
+                bytes_written=0,
+                duration=took,
+            )
+            _hooks(config, job, "on_failure", reason, list(excerpt.lines))
+            return JobOutcome(job.name, st.FAILED, duration=took, error=reason)
+    took = time.monotonic() - start
+    emit(
+        log,
+        Event.JOB_FINISHED,
+        f"{job.name}: backup finished: {result.summary}",
+        job=job.name,
+        bytes_read=result.bytes_read,
+        bytes_written=result.bytes_written,
+        duration=f"{took:.1f}",
+        snapshot=result.snapshot or "",
+    )
+    state.update(
+        job.name,
+        last_attempt=started_at,
+        last_success=started_at,
+        result=st.SUCCESS,
+        error=None,
+        bytes_read=result.bytes_read,
+        bytes_written=result.bytes_written,
+        duration=took,
+        summary=result.summary,
+    )
+    _hooks(config, job, "on_success", None, list(excerpt.lines))
+    return JobOutcome(job.name, st.SUCCESS, result.bytes_written, took)
+
+
+def _hooks(config: Config, job: Job, kind: str, error: str | None, lines: list[str]) -> None:
+    env = {
+        "COLDVAULT_JOB": job.name,
+        "COLDVAULT_RESULT": "success" if error is None else "failed",
+        "COLDVAULT_ERROR": error or "",
+        "COLDVAULT_LOG": "\n".join(lines),
+    }
+    commands = (*getattr(job.hooks, kind), *getattr(config.settings.hooks, kind))
+    run_hooks(kind, commands, job=job.name, env=env)

@@ -1,0 +1,227 @@
+"""What coldvault is doing and how the backups stand.
+
+The daemon (and ``coldvault run``) keep a small runtime status file,
+``<runtime_dir>/status.json``: the process id, its one-line activity and the
+live progress of the running job. ``coldvault status`` combines it with the
+state file and the schedule into one report; it exits 7 (EXIT_OVERDUE) when a
+job is overdue by more than its interval, so monitoring can call it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from coldvault.config.model import Config, Job
+from coldvault.disk.stack import DiskStack
+from coldvault.progress import Progress
+from coldvault.service import due
+from coldvault.service.state import JobState, StateFile, atomic_write
+
+STATUS_FILE_NAME = "status.json"
+
+
+def format_age(delta: timedelta) -> str:
+    """A short duration for humans: ``40s``, ``12m``, ``3h 5m``, ``2d 4h``."""
+    s = max(0, int(delta.total_seconds()))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 86400:
+        h, m = divmod(s // 60, 60)
+        return f"{h}h {m}m" if m else f"{h}h"
+    d, h = divmod(s // 3600, 24)
+    return f"{d}d {h}h" if h else f"{d}d"
+
+
+class RuntimeStatus:
+    """The runtime status file of the running coldvault process (written only on change)."""
+
+    def __init__(self, runtime_dir: Path) -> None:
+        self.path = runtime_dir / STATUS_FILE_NAME
+        self._last: dict[str, Any] | None = None
+
+    def write(
+        self,
+        activity: str,
+        *,
+        disk_present: bool | None,
+        progress: Progress | None = None,
+        job: str | None = None,
+        role: str = "daemon",
+    ) -> None:
+        """Publish what this process does now."""
+        data: dict[str, Any] = {
+            "pid": os.getpid(),
+            "role": role,
+            "activity": activity,
+            "disk_present": disk_present,
+            "job": progress.job if progress is not None else job,
+            "progress": asdict(progress) if progress is not None else None,
+        }
+        if data == self._last:
+            return
+        self._last = data
+        atomic_write(self.path, json.dumps({**data, "updated": _now_iso()}) + "\n")
+
+    def clear(self) -> None:
+        """This process ends: remove its status file."""
+        try:
+            if json.loads(self.path.read_text()).get("pid") == os.getpid():
+                self.path.unlink()
+        except (OSError, ValueError):
+            pass
+
+    @staticmethod
+    def read(runtime_dir: Path) -> dict[str, Any] | None:
+        """The live status of a running coldvault process, or None (absent or stale)."""
+        try:
+            data: dict[str, Any] = json.loads((runtime_dir / STATUS_FILE_NAME).read_text())
+            os.kill(int(data["pid"]), 0)
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return data
+
+
+def _now_iso() -> str:
+    return due.local_now().isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class JobReport:
+    """One job's line in ``coldvault status``."""
+
+    name: str
+    type: str
+    schedule: str
+    last_success: datetime | None
+    age: str | None
+    result: str | None
+    error: str | None
+    bytes_written: int
+    duration: float | None
+    next_due: datetime | None
+    overdue: bool
+    progress: dict[str, Any] | None
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        out = asdict(self)
+        for key in ("last_success", "next_due"):
+            out[key] = out[key].isoformat(timespec="seconds") if out[key] else None
+        return out
+
+
+def schedule_text(job: Job) -> str:
+    """``every 1d, at 03:00, on plug`` or ``manual``."""
+    parts = []
+    if job.when.every is not None:
+        parts.append(f"every {format_age(job.when.every)}")
+    if job.when.at:
+        parts.append("at " + " ".join(t.strftime("%H:%M") for t in job.when.at))
+    if job.when.on_plug:
+        parts.append("on plug")
+    return ", ".join(parts) or "manual"
+
+
+def job_report(
+    job: Job, state: JobState, now: datetime, running: dict[str, Any] | None
+) -> JobReport:
+    """Combine schedule, state and live progress for one job."""
+    progress = None
+    if running is not None and running.get("job") == job.name:
+        progress = running.get("progress") or {"job": job.name, "phase": "starting"}
+    return JobReport(
+        name=job.name,
+        type=job.type,
+        schedule=schedule_text(job),
+        last_success=state.last_success,
+        age=format_age(now - state.last_success) if state.last_success else None,
+        result=state.result,
+        error=state.error,
+        bytes_written=state.bytes_written,
+        duration=state.duration,
+        next_due=due.next_due(job.when, state.last_success, now),
+        overdue=due.is_overdue(job.when, state.last_success, now),
+        progress=progress,
+    )
+
+
+@dataclass(frozen=True)
+class Report:
+    """The whole ``coldvault status``."""
+
+    daemon: dict[str, Any] | None  # the runtime status of a live process
+    disk_present: bool
+    disk: str
+    jobs: tuple[JobReport, ...]
+
+    @property
+    def overdue(self) -> bool:
+        """Whether any job is overdue by more than its interval."""
+        return any(j.overdue for j in self.jobs)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form (``coldvault status --json``)."""
+        return {
+            "daemon": self.daemon,
+            "disk": {"path": self.disk, "present": self.disk_present},
+            "overdue": self.overdue,
+            "jobs": [j.to_json() for j in self.jobs],
+        }
+
+
+def build_report(config: Config, now: datetime | None = None) -> Report:
+    """Read the state and runtime files and the disk's presence (nothing is opened)."""
+    now = now or due.local_now()
+    states = StateFile(config.settings.state_file).load()
+    live = RuntimeStatus.read(config.settings.runtime_dir)
+    if live is not None and live.get("disk_present") is not None:
+        present = bool(live["disk_present"])
+    else:
+        present = DiskStack(config.disk).is_present()
+    jobs = tuple(job_report(j, states.get(j.name, JobState()), now, live) for j in config.jobs)
+    disk = str(config.disk.device or config.disk.mount.point)
+    return Report(live, present, disk, jobs)
+
+
+def render_text(report: Report, now: datetime | None = None) -> str:
+    """The human-readable report."""
+    now = now or due.local_now()
+    lines = []
+    if report.daemon is not None:
+        d = report.daemon
+        lines.append(f"{d.get('role', 'coldvault')}: running (pid {d['pid']}): {d['activity']}")
+    else:
+        lines.append("daemon: not running")
+    lines.append(f"disk: {'present' if report.disk_present else 'absent'} ({report.disk})")
+    for j in report.jobs:
+        last = f"{j.last_success:%Y-%m-%d %H:%M} ({j.age} ago)" if j.last_success else "never"
+        if j.next_due is None:
+            nxt = "on plug" if "on plug" in j.schedule else "manual"
+        elif j.next_due <= now:
+            late = format_age(now - j.next_due)
+            nxt = f"OVERDUE by {late}" if j.overdue else f"due now (since {late})"
+        else:
+            nxt = f"in {format_age(j.next_due - now)}"
+        lines.append(
+            f"{j.name} ({j.type}, {j.schedule}): last success {last}; "
+            f"last result {j.result or '-'}; next {nxt}"
+        )
+        if j.result in ("failed",) and j.error:
+            lines.append(f"  error: {j.error}")
+        if j.progress is not None:
+            lines.append(f"  running: {_describe(j.progress)}")
+    return "\n".join(lines)
+
+
+def _describe(progress: dict[str, Any]) -> str:
+    try:
+        return Progress(**progress).describe()
+    except TypeError:
+        return f"{progress.get('job')}: {progress.get('phase', 'running')}"
