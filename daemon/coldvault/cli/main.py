@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "coldvault.cli.daemon_cmd",
     "coldvault.cli.status_cmd",
     "coldvault.cli.disk_cmd",
+    "coldvault.cli.disk_prepare_cmd",  # after disk_cmd: joins its `disk` group
     "coldvault.cli.jobs_cmd",
     "coldvault.cli.config_cmd",
     "coldvault.cli.demo_cmd",

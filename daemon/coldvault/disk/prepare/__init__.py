@@ -1,0 +1,1 @@
+"""Preparing backup disks: ``coldvault disk init`` and ``coldvault disk add-mirror``."""

@@ -1,0 +1,184 @@
+"""Run a :class:`~coldvault.disk.prepare.plan.Plan` step by step.
+
+Each command goes through the process gateway; a step that fails closes what
+earlier steps opened (reverse order, best effort) and raises DiskError naming
+the step. Python actions (key file, token, mount check) are methods here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
+
+from coldvault.disk.prepare.plan import InitOptions, Plan, Step
+from coldvault.errors import ColdvaultError, DiskError
+from coldvault.system import proc
+from coldvault.system.mounts import mount_at
+
+log = logging.getLogger("coldvault.disk.prepare")
+
+KEY_FILE_BYTES = 1024
+TOKEN_BYTES = 64
+PARTITION_WAIT_SECONDS = 20.0
+
+
+def write_private_file(path: Path, data: bytes, *, overwrite: bool) -> None:
+    """Write ``data`` to ``path`` with mode 0600, fsynced, atomically.
+
+    Without ``overwrite`` an existing file is never replaced (FileExistsError).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # fails if ``path`` exists, unlike rename
+    finally:
+        tmp.unlink(missing_ok=True)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def write_token(token_path: Path, hash_file: Path, *, overwrite: bool) -> str:
+    """A random token on the disk and its SHA-512 on the host (``sha512sum`` format).
+
+    The hash file names the token by its absolute path, so ``sha512sum -c``
+    works from any directory. Returns the hex digest.
+    """
+    data = (secrets.token_hex(TOKEN_BYTES) + "\n").encode()
+    write_private_file(token_path, data, overwrite=True)
+    digest = hashlib.sha512(data).hexdigest()
+    write_private_file(hash_file, f"{digest}  {token_path}\n".encode(), overwrite=overwrite)
+    hash_file.chmod(0o644)  # a hash is no secret, and tools may read it unprivileged
+    return digest
+
+
+def settle_udev() -> None:
+    """Let udev create /dev links for new devices, where udev runs."""
+    if Path("/run/udev/control").exists() and proc.which("udevadm"):
+        proc.run(["udevadm", "settle", "--timeout=20"], check=False)
+
+
+def wait_for_block_device(path: Path, seconds: float = PARTITION_WAIT_SECONDS) -> None:
+    """Return once ``path`` exists; DiskError after ``seconds``."""
+    settle_udev()
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise DiskError(
+                f"{path} did not appear after partitioning",
+                hint="for a loop device, attach it with `losetup --partscan`",
+            )
+        time.sleep(0.1)
+
+
+class Executor:
+    """Runs a plan's steps; remembers what it opened so it can close it."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        *,
+        out: TextIO,
+        secrets_: dict[str, bytes] | None = None,
+        actions: dict[str, Callable[[], None]] | None = None,
+        cancel: proc.CancelToken | None = None,
+    ) -> None:
+        self.plan = plan
+        self.out = out
+        self.secrets = secrets_ or {}
+        self.actions = actions or {}
+        self.cancel = cancel
+        self.opened: list[Step] = []
+
+    def run(self) -> None:
+        """Every step; on failure close what was opened. Closing at the end is the caller's."""
+        total = len(self.plan.steps)
+        for n, step in enumerate(self.plan.steps, 1):
+            print(f"[{n}/{total}] {step.why}", file=self.out, flush=True)
+            try:
+                self._one(step)
+            except (ColdvaultError, OSError) as exc:
+                self.close_opened()
+                raise DiskError(
+                    f"step {n} of {total} ({step.why}) failed: {exc}",
+                    hint="the disk is only partly prepared; fix the cause and run the "
+                    "same command again with --yes-destroy",
+                ) from exc
+            if step.undo:
+                self.opened.append(step)
+
+    def _one(self, step: Step) -> None:
+        if step.action is not None:
+            self.actions[step.action]()
+            return
+        stdin = self.secrets[step.stdin] if step.stdin else None
+        proc.run(step.argv, input=stdin, cancel=self.cancel)
+
+    def close_opened(self, *, strict: bool = False) -> None:
+        """Close, in reverse, everything opened so far; each close is tried."""
+        failures = []
+        while self.opened:
+            step = self.opened.pop()
+            try:
+                proc.run(step.undo)
+            except ColdvaultError as exc:
+                log.warning("could not close: %s", exc)
+                failures.append(str(exc))
+        if strict and failures:
+            raise DiskError("the new disk could not be closed: " + "; ".join(failures))
+
+
+def init_actions(
+    opts: InitOptions, partition: Path, *, force: bool, digest_out: list[str]
+) -> dict[str, Callable[[], None]]:
+    """The Python actions of the ``disk init`` plan."""
+
+    def write_key() -> None:
+        try:
+            write_private_file(opts.key_file, os.urandom(KEY_FILE_BYTES), overwrite=force)
+        except FileExistsError:
+            raise DiskError(
+                f"key file {opts.key_file} already exists", hint="pass --force to replace it"
+            ) from None
+
+    def verify_mount() -> None:
+        m = mount_at(opts.mount_point)
+        expected = opts.lv_path.resolve()
+        if m is None or m.fstype != "btrfs" or Path(m.source).resolve() != expected:
+            raise DiskError(
+                f"{opts.mount_point} is not the new Btrfs on {opts.lv_path} "
+                f"(mountinfo: {m.source if m else 'not mounted'})"
+            )
+
+    def token() -> None:
+        try:
+            digest_out.append(write_token(opts.token_path, opts.hash_file, overwrite=force))
+        except FileExistsError:
+            raise DiskError(
+                f"hash file {opts.hash_file} already exists", hint="pass --force to replace it"
+            ) from None
+
+    return {
+        "wait-partition": lambda: wait_for_block_device(partition),
+        "write-key": write_key,
+        "mkdir": lambda: opts.mount_point.mkdir(parents=True, exist_ok=True),
+        "verify-mount": verify_mount,
+        "write-token": token,
+    }
