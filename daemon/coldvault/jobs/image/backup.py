@@ -1,0 +1,295 @@
+"""One backup pass: read the source once, write only the parts whose hash changed.
+
+For each part the manifest record is trusted only while the part file still
+has the recorded inode, size and mtime. A trusted part is compared by hash
+(the backup disk is not read); an untrusted or missing part is streamed to a
+new file while it is read, so a first backup reads the source once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from coldvault import platform
+from coldvault.jobs.image.legacy import _hash_zeros
+from coldvault.jobs.image.manifest import Manifest, PartRecord, save
+from coldvault.jobs.image.parts import PartWriter, part_indexes, part_name, write_null_part
+from coldvault.jobs.image.reader import BlockStream, new_hasher, read_full
+from coldvault.progress import ProgressMeter
+from coldvault.system.proc import CancelToken
+
+log = logging.getLogger("coldvault.image")
+
+SAVE_EVERY_SECONDS = 5.0  # in-progress manifest: bounds the work a crash repeats
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a source of ``size`` bytes is cut into parts."""
+
+    size: int
+    part_size: int
+    block_size: int
+
+    @property
+    def count(self) -> int:
+        """Number of parts (the last may be shorter)."""
+        return -(-self.size // self.part_size)
+
+    def span(self, index: int) -> tuple[int, int]:
+        """(offset, length) of part ``index`` in the source."""
+        start = index * self.part_size
+        return start, min(self.part_size, self.size - start)
+
+
+@dataclass
+class Stats:
+    """What a pass did."""
+
+    parts: int = 0
+    changed: int = 0
+    bytes_read: int = 0
+    bytes_written: int = 0
+    removed: int = 0
+
+
+class PartSink:
+    """Hashes one part's blocks, detects all-zero parts, and (optionally) writes them."""
+
+    def __init__(
+        self,
+        folder: Path,
+        index: int,
+        algorithm: str,
+        zero: bytes,
+        *,
+        write: bool,
+        keep_null: bool,
+    ) -> None:
+        self.folder, self.index, self.zero = folder, index, zero
+        self.hasher = new_hasher(algorithm)
+        self.write, self.keep_null = write, keep_null
+        self.all_zero = True
+        self.pending = 0  # zero bytes seen but not yet hashed or written
+        self.size = 0
+        self.writer: PartWriter | None = None
+
+    def feed(self, buf: bytearray, n: int) -> None:
+        """Take the next ``n`` bytes of the part from ``buf``."""
+        self.size += n
+        if self.all_zero:
+            if buf == self.zero if n == len(buf) else buf[:n] == self.zero[:n]:
+                self.pending += n
+                return
+            self.all_zero = False
+            self._flush_zeros()
+        view = memoryview(buf)[:n]
+        self.hasher.update(view)
+        if self.write:
+            self._writer().write(view)
+
+    def _writer(self) -> PartWriter:
+        if self.writer is None:
+            self.writer = PartWriter(self.folder, self.index)
+        return self.writer
+
+    def _flush_zeros(self) -> None:
+        _hash_zeros(self.hasher, self.zero, self.pending)
+        if self.write:
+            writer = self._writer()
+            view = memoryview(self.zero)
+            left = self.pending
+            while left:
+                step = min(left, len(self.zero))
+                writer.write(view[:step])
+                left -= step
+        self.pending = 0
+
+    def digest(self) -> str | None:
+        """The part's hash, None when all zero (zeros are never hashed)."""
+        return None if self.all_zero else self.hasher.hexdigest()
+
+    def commit(self) -> PartRecord:
+        """Store the part (atomic replace) and return its record."""
+        assert self.write
+        if self.all_zero and not self.keep_null:
+            st = write_null_part(self.folder, self.index)
+            return PartRecord(self.size, True, None, 0, st.st_ino, st.st_mtime_ns)
+        if self.all_zero:
+            self._flush_zeros()
+        st = self._writer().commit()
+        return PartRecord(
+            self.size, self.all_zero, self.digest(), st.st_size, st.st_ino, st.st_mtime_ns
+        )
+
+    def abort(self) -> None:
+        """Drop a half-written part."""
+        if self.writer is not None:
+            self.writer.abort()
+
+
+def trusted(folder: Path, index: int, record: PartRecord | None, keep_null: bool) -> bool:
+    """Whether the part file still is exactly what ``record`` describes."""
+    if record is None:
+        return False
+    try:
+        st = os.stat(folder / part_name(index))
+    except FileNotFoundError:
+        return False
+    expected = 0 if record.zero and not keep_null else record.size
+    return (st.st_ino, st.st_size, st.st_mtime_ns) == (
+        record.ino,
+        record.stored,
+        record.mtime_ns,
+    ) and record.stored == expected
+
+
+class Pass:
+    """One backup of ``fd`` into ``work`` against the records of ``base``."""
+
+    def __init__(
+        self,
+        work: Path,
+        fd: int,
+        layout: Layout,
+        algorithm: str,
+        base: Sequence[PartRecord | None],
+        *,
+        keep_null: bool,
+        meter: ProgressMeter,
+        cancel: CancelToken,
+        template: Manifest,
+    ) -> None:
+        self.work, self.fd, self.layout, self.algorithm = work, fd, layout, algorithm
+        self.keep_null, self.meter, self.cancel = keep_null, meter, cancel
+        self.records: list[PartRecord | None] = [
+            base[i] if i < len(base) else None for i in range(layout.count)
+        ]
+        self.template = template
+        self.zero = bytes(layout.block_size)
+        self.stats = Stats(parts=layout.count)
+        self._last_save = time.monotonic()
+        self._unsaved = False
+
+    def run(self) -> list[PartRecord | None]:
+        """Read the whole source; return the new per-part records."""
+        stream = BlockStream(self.fd, 0, self.layout.size, self.layout.block_size)
+        sink: PartSink | None = None
+        index, part_end = -1, 0
+        try:
+            for offset, buf, n in stream:
+                if offset >= part_end:
+                    index += 1
+                    start, length = self.layout.span(index)
+                    part_end = start + length
+                    write = not trusted(self.work, index, self.records[index], self.keep_null)
+                    sink = PartSink(
+                        self.work,
+                        index,
+                        self.algorithm,
+                        self.zero,
+                        write=write,
+                        keep_null=self.keep_null,
+                    )
+                assert sink is not None
+                if self.cancel.cancelled:
+                    sink.abort()
+                    self.cancel.check()
+                sink.feed(buf, n)
+                self.stats.bytes_read += n
+                if offset + n >= part_end:
+                    self._finish_part(index, sink)
+                    sink = None
+                self.meter.update(
+                    self.stats.bytes_read,
+                    self.stats.bytes_written,
+                    f"part {index + 1} of {self.layout.count}, {self.stats.changed} changed",
+                )
+        except BaseException:
+            if sink is not None:
+                sink.abort()
+            self._save_quietly()
+            raise
+        finally:
+            stream.close()
+        self._remove_extra_parts()
+        self.meter.emit()
+        return self.records
+
+    def _finish_part(self, index: int, sink: PartSink) -> None:
+        start, length = self.layout.span(index)
+        old = self.records[index]
+        if sink.write:
+            record = sink.commit()
+        else:
+            assert old is not None
+            new = PartRecord(length, sink.all_zero, sink.digest(), 0, 0, 0)
+            if new.same_data(old):
+                platform.drop_cache(self.fd, start, length)
+                return
+            record = self._rewrite(index, start, length)
+        platform.drop_cache(self.fd, start, length)
+        self.records[index] = record
+        self.stats.changed += 1
+        self.stats.bytes_written += record.stored
+        self._unsaved = True
+        if time.monotonic() - self._last_save >= SAVE_EVERY_SECONDS:
+            self.save_progress()
+
+    def _rewrite(self, index: int, start: int, length: int) -> PartRecord:
+        """Write a changed part, reading it again (it is still in the page cache).
+
+        The hash recorded is of the bytes written, even if the source changed
+        between the two reads.
+        """
+        sink = PartSink(
+            self.work, index, self.algorithm, self.zero, write=True, keep_null=self.keep_null
+        )
+        buf = bytearray(self.layout.block_size)
+        offset = start
+        try:
+            while offset < start + length:
+                want = min(len(buf), start + length - offset)
+                n = read_full(self.fd, memoryview(buf)[:want], offset)
+                if n < want:
+                    raise OSError(5, "the source shrank while it was read")
+                sink.feed(buf, n)
+                offset += n
+            return sink.commit()
+        except BaseException:
+            sink.abort()
+            raise
+
+    def save_progress(self) -> None:
+        """Save the in-progress manifest so a resumed run trusts what is already written."""
+        save(
+            self.work,
+            replace(self.template, parts=tuple(self.records), complete=False),
+        )
+        self._last_save = time.monotonic()
+        self._unsaved = False
+
+    def _save_quietly(self) -> None:
+        """On failure or stop: record what was committed, if that is still possible."""
+        if not self._unsaved:
+            return
+        try:
+            self.save_progress()
+        except OSError as exc:  # e.g. the disk is full: the next run re-checks those parts
+            log.warning("could not save the in-progress manifest: %s", exc)
+
+    def _remove_extra_parts(self) -> None:
+        """The source shrank: parts past its end are removed (names only; links elsewhere stay)."""
+        for index in part_indexes(self.work):
+            if index >= self.layout.count:
+                os.unlink(self.work / part_name(index))
+                self.stats.removed += 1
+        if self.stats.removed:
+            log.info(
+                "%s: removed %d parts past the end of the source", self.work, self.stats.removed
+            )

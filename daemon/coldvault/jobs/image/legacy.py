@@ -1,0 +1,102 @@
+"""Adopting a folder without a manifest (first run, or made by the original script).
+
+The original multipart script wrote ``part_%08d`` files of ``part_size`` bytes
+(the last one shorter) and stored all-zero parts as 0-byte files, with no
+metadata. Its parts are hashed once to build a manifest; after that, runs
+compare against the manifest and never read the backup back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from coldvault.jobs.image.manifest import Manifest, PartRecord
+from coldvault.jobs.image.parts import part_indexes, part_name
+from coldvault.jobs.image.reader import new_hasher, read_full
+from coldvault.system.proc import CancelToken
+
+log = logging.getLogger("coldvault.image")
+
+
+def hash_part_file(path: Path, algorithm: str, block_size: int) -> tuple[str | None, int, bool]:
+    """(hash or None if all zero, size, all-zero) of a stored part file."""
+    hasher = new_hasher(algorithm)
+    buf = bytearray(block_size)
+    zero = bytes(block_size)
+    all_zero, offset = True, 0
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        while True:
+            n = read_full(fd, memoryview(buf), offset)
+            if n == 0:
+                break
+            if all_zero and (buf == zero if n == block_size else buf[:n] == zero[:n]):
+                offset += n
+                continue
+            if all_zero:
+                _hash_zeros(hasher, zero, offset)
+                all_zero = False
+            hasher.update(memoryview(buf)[:n])
+            offset += n
+    finally:
+        os.close(fd)
+    return (None if all_zero else hasher.hexdigest()), offset, all_zero
+
+
+def _hash_zeros(hasher: object, zero: bytes, count: int) -> None:
+    """Feed ``count`` zero bytes (parts are hashed lazily while they are all zero)."""
+    update = hasher.update  # type: ignore[attr-defined]
+    view = memoryview(zero)
+    while count > 0:
+        step = min(count, len(zero))
+        update(view[:step])
+        count -= step
+
+
+def adopt(
+    folder: Path,
+    *,
+    part_size: int,
+    block_size: int,
+    algorithm: str,
+    cancel: CancelToken,
+) -> Manifest:
+    """Build a manifest for the parts in ``folder`` by hashing them once.
+
+    A 0-byte part is all zeros of ``part_size`` bytes (of the remaining size
+    when last; unknown, hence ``part_size``, if the last part is 0 bytes). A
+    part of any other unexpected size is recorded as unknown and rewritten.
+    """
+    indexes = part_indexes(folder)
+    count = indexes[-1] + 1 if indexes else 0
+    records: list[PartRecord | None] = [None] * count
+    last_size = 0
+    for index in indexes:
+        cancel.check()
+        path = folder / part_name(index)
+        st = os.stat(path)
+        if st.st_size == 0:
+            records[index] = PartRecord(part_size, True, None, 0, st.st_ino, st.st_mtime_ns)
+            last_size = part_size
+            continue
+        if st.st_size > part_size or (index < count - 1 and st.st_size != part_size):
+            log.warning(
+                "%s has %d bytes, expected %d: it will be rewritten", path, st.st_size, part_size
+            )
+            continue
+        digest, size, zero = hash_part_file(path, algorithm, block_size)
+        records[index] = PartRecord(size, zero, digest, st.st_size, st.st_ino, st.st_mtime_ns)
+        last_size = size
+    source_size = (count - 1) * part_size + last_size if count else 0
+    log.info("adopted %s: %d parts hashed (no manifest was there)", folder, len(indexes))
+    return Manifest(
+        source_size=source_size,
+        part_size=part_size,
+        block_size=block_size,
+        algorithm=algorithm,
+        parts=tuple(records),
+        complete=True,
+        adopted=True,
+    )

@@ -1,0 +1,154 @@
+"""Restore: write a snapshot's parts back to a device or file, verifying each part's hash."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat
+from pathlib import Path
+
+from coldvault import platform
+from coldvault.errors import IntegrityError, JobError
+from coldvault.jobs.image.backup import Layout
+from coldvault.jobs.image.manifest import Manifest, PartRecord
+from coldvault.jobs.image.parts import part_name
+from coldvault.jobs.image.reader import new_hasher, read_full
+from coldvault.progress import ProgressMeter
+from coldvault.system.proc import CancelToken
+
+log = logging.getLogger("coldvault.image")
+
+
+def open_destination(dest: Path, size: int) -> tuple[int, bool]:
+    """Open ``dest`` for writing; (fd, is a regular file). Refuses mounted or small devices."""
+    if platform.is_block_device(dest):
+        points = platform.mounted_anywhere(dest)
+        if points:
+            raise JobError(
+                f"restore destination {dest} is mounted at {', '.join(points)}",
+                hint="unmount it first; restoring over a mounted filesystem destroys it",
+            )
+    try:
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise JobError(f"cannot open restore destination {dest}: {exc.strerror}") from None
+    regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    if not regular:
+        have = platform.size_of(fd)
+        if have < size:
+            os.close(fd)
+            raise JobError(
+                f"restore destination {dest} has {have} bytes, the image needs {size}",
+                hint="restore to a device or partition at least as large as the source was",
+            )
+    return fd, regular
+
+
+def restore(
+    folder: Path,
+    manifest: Manifest,
+    dest: Path,
+    *,
+    start_part: int,
+    skip_zeros: bool,
+    meter: ProgressMeter,
+    cancel: CancelToken,
+) -> int:
+    """Write the parts of ``folder`` from ``start_part`` on to ``dest``; return bytes written."""
+    layout = Layout(manifest.source_size, manifest.part_size, manifest.block_size)
+    if not 0 <= start_part <= layout.count:
+        raise JobError(f"--start-part {start_part} is outside 0..{layout.count}")
+    fd, regular = open_destination(dest, manifest.source_size)
+    written = 0
+    try:
+        platform.begin_streaming(fd)
+        buf = bytearray(manifest.block_size)
+        for index in range(start_part, layout.count):
+            cancel.check()
+            start, length = layout.span(index)
+            record = manifest.parts[index] if index < len(manifest.parts) else None
+            written += _restore_part(
+                fd, folder, index, start, length, record, manifest, buf, skip_zeros
+            )
+            platform.drop_cache(fd, start, length)
+            meter.update(
+                start + length - layout.span(start_part)[0],
+                written,
+                f"part {index + 1} of {layout.count}",
+            )
+        if regular:
+            os.ftruncate(fd, manifest.source_size)
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise JobError(f"restore destination {dest} is full") from None
+        raise JobError(f"restore to {dest} failed: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    meter.emit()
+    return written
+
+
+def _restore_part(
+    fd: int,
+    folder: Path,
+    index: int,
+    start: int,
+    length: int,
+    record: PartRecord | None,
+    manifest: Manifest,
+    buf: bytearray,
+    skip_zeros: bool,
+) -> int:
+    path = folder / part_name(index)
+    try:
+        src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise IntegrityError(
+            f"{path} is missing", hint="restore an older snapshot (`coldvault list JOB`)"
+        ) from None
+    try:
+        stored = os.fstat(src).st_size
+        if stored == 0:
+            if record is not None and not record.zero:
+                raise IntegrityError(f"{path} is empty but its manifest says it holds data")
+            return 0 if skip_zeros else _write_zeros(fd, start, length, len(buf))
+        if stored != length:
+            raise IntegrityError(f"{path} has {stored} bytes, expected {length}")
+        hasher = new_hasher(manifest.algorithm)
+        offset = 0
+        while offset < length:
+            n = read_full(src, memoryview(buf)[: min(len(buf), length - offset)], offset)
+            if n == 0:
+                raise IntegrityError(f"{path} ended at byte {offset}, expected {length}")
+            hasher.update(memoryview(buf)[:n])
+            _pwrite_all(fd, memoryview(buf)[:n], start + offset)
+            offset += n
+        platform.drop_cache(src, 0, length)
+    finally:
+        os.close(src)
+    if record is not None and not record.zero and hasher.hexdigest() != record.hash:
+        raise IntegrityError(
+            f"{path} is corrupt: its {manifest.algorithm} hash does not match the manifest "
+            f"(the destination now holds bad data from byte {start})",
+            hint="restore this part from an older snapshot: --snapshot NAME --start-part "
+            f"{index}, or run `coldvault verify JOB --all`",
+        )
+    return length
+
+
+def _write_zeros(fd: int, start: int, length: int, chunk: int) -> int:
+    zero = memoryview(bytes(chunk))
+    done = 0
+    while done < length:
+        step = min(chunk, length - done)
+        _pwrite_all(fd, zero[:step], start + done)
+        done += step
+    return length
+
+
+def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
