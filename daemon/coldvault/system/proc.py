@@ -13,6 +13,7 @@ counted for progress; both exit codes are checked.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import select
@@ -117,6 +118,27 @@ def _resolve(argv: list[str]) -> list[str]:
     return [found, *argv[1:]]
 
 
+def _popen(args: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
+    """Start ``args``; a program that cannot be executed is a CommandError, not an OSError."""
+    try:
+        return subprocess.Popen(args, **kwargs)  # type: ignore[call-overload,no-any-return]
+    except FileNotFoundError as exc:
+        if exc.filename is not None and os.fspath(exc.filename) != args[0]:
+            raise CommandError(
+                args, None, message=f"cannot run `{' '.join(args)}`: {exc.strerror}: {exc.filename}"
+            ) from None
+        raise CommandNotFound(
+            args,
+            None,
+            message=f"program `{args[0]}` does not exist (needed for `{' '.join(args)}`)",
+            hint="check the path, or install the package that provides it",
+        ) from None
+    except OSError as exc:
+        raise CommandError(
+            args, None, message=f"cannot run `{' '.join(args)}`: {exc.strerror or exc}"
+        ) from None
+
+
 def _tail(stderr: bytes) -> list[str]:
     lines = [ln.strip() for ln in stderr.decode("utf-8", "replace").splitlines()]
     return [ln for ln in lines if ln][-STDERR_TAIL_LINES:]
@@ -156,7 +178,7 @@ def run(
     args = _resolve(_argv(argv))
     log.debug("run: %s", " ".join(args))
     full_env = None if env is None else {**os.environ, **env}
-    proc = subprocess.Popen(
+    proc = _popen(
         args,
         stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE if capture_stdout else subprocess.DEVNULL,
@@ -204,21 +226,30 @@ class _Drain(threading.Thread):
         self.data = b""
 
     def run(self) -> None:
-        self.data = self._f.read()  # type: ignore[attr-defined]
+        with self._f:  # type: ignore[attr-defined]
+            self.data = self._f.read()  # type: ignore[attr-defined]
 
 
 def _relay_chunk(src: int, dst: int) -> int:
-    """Move up to one chunk from ``src`` to ``dst``; 0 at end of stream."""
+    """Move up to one chunk from ``src`` to ``dst`` without blocking; 0 at end of stream.
+
+    Both descriptors are non-blocking, so BlockingIOError means "wait for dst".
+    Splice never holds bytes in this process; the read/write fallback writes
+    what it read completely (waiting for dst as needed) before returning.
+    """
     if hasattr(os, "splice"):
         try:
-            return os.splice(src, dst, _RELAY_CHUNK)
+            return os.splice(src, dst, _RELAY_CHUNK, flags=os.SPLICE_F_NONBLOCK)
         except OSError as exc:
-            if exc.errno not in (22, 38):  # EINVAL/ENOSYS: fall back to read/write
+            if exc.errno not in (errno.EINVAL, errno.ENOSYS):
                 raise
     data = os.read(src, _RELAY_CHUNK)
     view = memoryview(data)
     while view:
-        view = view[os.write(dst, view) :]
+        try:
+            view = view[os.write(dst, view) :]
+        except BlockingIOError:
+            select.select([], [dst], [], _POLL_SECONDS)
     return len(data)
 
 
@@ -230,26 +261,62 @@ def _relay(
     cancel: CancelToken | None,
     timeout: float | None,
 ) -> int:
-    """Copy ``src`` to ``dst`` until end of stream; return the byte count."""
+    """Copy ``src`` to ``dst`` until end of stream; return the byte count.
+
+    Waits with select() in short slices on whichever side is not ready, so a
+    cancel or timeout is noticed even when the consumer stops reading.
+    """
     total = 0
     deadline = None if timeout is None else time.monotonic() + timeout
+    os.set_blocking(src, False)
+    os.set_blocking(dst, False)
+    want_write = False
     while True:
-        ready, _, _ = select.select([src], [], [], _POLL_SECONDS)
         if cancel is not None and cancel.cancelled:
             raise Cancelled(f"cancelled while running `{what}`")
         if deadline is not None and time.monotonic() > deadline:
             raise CommandTimeout([what], None, message=f"`{what}` timed out after {timeout}s")
+        if want_write:
+            _, ready, _ = select.select([], [dst], [], _POLL_SECONDS)
+        else:
+            ready, _, _ = select.select([src], [], [], _POLL_SECONDS)
         if not ready:
             continue
         try:
             n = _relay_chunk(src, dst)
+        except BlockingIOError:
+            # splice could not move anything: either the producer has nothing yet
+            # (select said readable, so rare) or the consumer's pipe is full.
+            want_write = not want_write
+            continue
         except BrokenPipeError:
             return total  # consumer exited early; its exit code tells why
+        want_write = False
         if n == 0:
             return total
         total += n
         if on_bytes is not None:
             on_bytes(total)
+
+
+def _wait(
+    proc: subprocess.Popen[bytes],
+    what: str,
+    cancel: CancelToken | None,
+    deadline: float | None,
+    timeout: float | None,
+) -> None:
+    """Wait for ``proc`` to exit, raising Cancelled or CommandTimeout meanwhile."""
+    while True:
+        try:
+            proc.wait(_POLL_SECONDS)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+        if cancel is not None and cancel.cancelled:
+            raise Cancelled(f"cancelled while running `{what}`")
+        if deadline is not None and time.monotonic() > deadline:
+            raise CommandTimeout([what], None, message=f"`{what}` timed out after {timeout}s")
 
 
 def pipeline(
@@ -271,9 +338,9 @@ def pipeline(
     cargs = _resolve(_argv(consumer))
     log.debug("pipeline: %s | %s", " ".join(pargs), " ".join(cargs))
     pipe = subprocess.PIPE
-    p = subprocess.Popen(pargs, stdin=subprocess.DEVNULL, stdout=pipe, stderr=pipe)
+    p = _popen(pargs, stdin=subprocess.DEVNULL, stdout=pipe, stderr=pipe)
     try:
-        c = subprocess.Popen(cargs, stdin=pipe, stdout=pipe, stderr=pipe)
+        c = _popen(cargs, stdin=pipe, stdout=pipe, stderr=pipe)
     except BaseException:
         _stop(p)
         raise
@@ -282,23 +349,34 @@ def pipeline(
     for d in drains:
         d.start()
     what = f"{' '.join(pargs)} | {' '.join(cargs)}"
+    deadline = None if timeout is None else time.monotonic() + timeout
     try:
-        total = _relay(p.stdout.fileno(), c.stdin.fileno(), what, on_bytes, cancel, timeout)
+        try:
+            total = _relay(p.stdout.fileno(), c.stdin.fileno(), what, on_bytes, cancel, timeout)
+        finally:
+            with contextlib.suppress(OSError):
+                c.stdin.close()
+            p.stdout.close()
+        # The stream ended, but either side may still hang: keep honouring cancel/timeout.
+        _wait(p, what, cancel, deadline, timeout)
+        _wait(c, what, cancel, deadline, timeout)
     except BaseException:
         _stop(p)
         _stop(c)
         raise
-    finally:
-        with contextlib.suppress(OSError):
-            c.stdin.close()
-        p.stdout.close()
-    p.wait()
-    c.wait()
     for d in drains:
         d.join()
     pres = Result(tuple(pargs), p.returncode, b"", drains[0].data)
     cres = Result(tuple(cargs), c.returncode, drains[1].data, drains[2].data)
     # A consumer that quit makes the producer die of SIGPIPE: report the consumer then.
+    if pres.returncode == -signal.SIGPIPE and cres.returncode == 0:
+        raise CommandError(
+            cargs,
+            0,
+            _tail(cres.stderr),
+            message=f"`{' '.join(cargs)}` exited before reading all the output of "
+            f"`{' '.join(pargs)}`",
+        )
     if pres.returncode not in (0, -signal.SIGPIPE) or (
         pres.returncode != 0 and cres.returncode == 0
     ):
@@ -312,7 +390,7 @@ def spawn(argv: Sequence[Arg], **popen_kwargs: object) -> subprocess.Popen[bytes
     """Start a long-lived child (for example the daemon in tests); the caller owns it."""
     args = _resolve(_argv(argv))
     log.debug("spawn: %s", " ".join(args))
-    return subprocess.Popen(args, **popen_kwargs)  # type: ignore[call-overload,no-any-return]
+    return _popen(args, **popen_kwargs)
 
 
 def is_root() -> bool:
