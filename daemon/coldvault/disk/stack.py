@@ -2,19 +2,57 @@
 
 Each layer knows whether it found itself already open; :meth:`DiskStack.close`
 closes only what this stack opened ("leave it as found"), and a failure in one
-teardown step does not skip the others.
+teardown step does not skip the others. :meth:`DiskStack.open` verifies the
+mount and the token before it returns the backup root; when anything fails it
+tears down what it opened before raising.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from coldvault.config.model import DiskConfig
-from coldvault.errors import DiskAbsent, DiskError
+from coldvault.disk import device, token
+from coldvault.disk.layers import Layer, LayerStatus
+from coldvault.disk.luks import LuksLayer
+from coldvault.disk.lvm import LvmLayer
+from coldvault.disk.mdadm import ArrayHealth, MdLayer
+from coldvault.disk.mount import MountLayer, fstab_entry
+from coldvault.errors import ColdvaultError, ConfigError, DiskAbsent, DiskError, TokenRejected
+from coldvault.events import Event, emit
 from coldvault.system.proc import CancelToken
 
 log = logging.getLogger("coldvault.disk")
+
+
+def build_layers(disk: DiskConfig, cancel: CancelToken) -> list[Layer]:
+    """The configured layers, bottom first; each gets the device of the one below."""
+    layers: list[Layer] = []
+    below: Path | None = disk.device
+    if disk.array is not None:
+        members = (disk.device,) if disk.device is not None else ()
+        layers.append(MdLayer(disk.array, members=members, cancel=cancel))
+        below = disk.array.device
+    if disk.luks is not None:
+        source = disk.luks.device or below
+        if source is None:
+            raise ConfigError(
+                "disk.luks has no device to open",
+                hint="set disk.luks.device, disk.device or disk.array",
+            )
+        luks = LuksLayer(disk.luks, source, cancel=cancel)
+        layers.append(luks)
+        below = luks.device
+    if disk.lvm is not None:
+        lvm = LvmLayer(disk.lvm, cancel=cancel)
+        layers.append(lvm)
+        below = lvm.device
+    if disk.mount.require_mount:
+        layers.append(MountLayer(disk.mount, below, cancel=cancel))
+    return layers
 
 
 class DiskStack:
@@ -23,34 +61,181 @@ class DiskStack:
     def __init__(self, disk: DiskConfig, *, cancel: CancelToken | None = None) -> None:
         self.disk = disk
         self.cancel = cancel or CancelToken()
+        self.layers: list[Layer] = build_layers(disk, self.cancel)
+
+    # -- presence -----------------------------------------------------------------
+
+    def presence_path(self) -> Path | None:
+        """The device whose existence means "the disk is attached", if one is known."""
+        if self.disk.device is not None:
+            return self.disk.device
+        if self.disk.array is not None:
+            return self.disk.array.device
+        if self.disk.luks is not None and self.disk.luks.device is not None:
+            return self.disk.luks.device
+        if self.disk.mount.device is not None:
+            return self.disk.mount.device
+        entry = fstab_entry(self.disk.mount.point) if self.disk.mount.require_mount else None
+        return entry.device() if entry is not None else None
 
     def is_present(self) -> bool:
         """Whether the backup disk (or the plain backup folder) is there."""
-        if self.disk.device is not None:
-            return self.disk.device.exists()
-        return self.disk.mount.point.is_dir() or self.disk.mount.require_mount
+        path = self.presence_path()
+        if path is not None:
+            return device.exists(path)
+        return self.disk.mount.point.is_dir()
 
     def wait(self, seconds: float | None) -> None:
         """Return once the disk is present; DiskAbsent after ``seconds`` (None: forever)."""
-        waited = 0.0
-        while not self.is_present():
-            if seconds is not None and waited >= seconds:
-                raise DiskAbsent(
-                    f"backup disk {self.disk.device or self.disk.mount.point} is not attached",
-                    hint="plug it in, or pass --wait SECONDS to wait for it",
-                )
-            if self.cancel.wait(0.5):
-                self.cancel.check()
-            waited += 0.5
+        path = self.presence_path()
+        if path is not None:
+            device.wait_for(path, seconds, cancel=self.cancel)
+            return
+        if not self.is_present():
+            # Nothing to poll for but the folder itself.
+            raise DiskAbsent(
+                f"backup folder {self.disk.mount.point} does not exist",
+                hint="create it, or set disk.device so coldvault knows what to wait for",
+            )
+
+    # -- open / close -------------------------------------------------------------
+
+    @property
+    def opened_layers(self) -> list[str]:
+        """Names of the layers this stack opened (what :meth:`close` will close)."""
+        return [layer.name for layer in self.layers if layer.opened_by_us]
 
     def open(self) -> Path:
-        """Open every layer, verify the token; return the backup root."""
+        """Open every layer, verify the mount and the token; return the backup root.
+
+        On any failure (wrong token, a layer that does not open, a stop request)
+        the layers opened so far are closed again before the error is raised.
+        """
         point = self.disk.mount.point
-        if not self.disk.mount.require_mount:
-            if not point.is_dir():
+        try:
+            self.cancel.check()
+            if not self.disk.mount.require_mount and not point.is_dir():
                 raise DiskError(f"backup folder {point} does not exist", hint="create it")
-            return point
-        raise DiskError("the disk layers are not implemented yet")
+            for layer in self.layers:
+                self.cancel.check()
+                layer.open()
+            if self.disk.token is not None:
+                token.verify(point, self.disk.token)
+        except TokenRejected as exc:
+            emit(
+                log,
+                Event.TOKEN_REJECTED,
+                f"backup disk rejected, nothing written: {exc.message}",
+                level=logging.ERROR,
+                mount_point=str(point),
+            )
+            self._close_after_failure()
+            raise
+        except BaseException:
+            self._close_after_failure()
+            raise
+        opened = self.opened_layers
+        emit(
+            log,
+            Event.DISK_OPENED,
+            f"backup disk open at {point}"
+            + (f" (opened: {', '.join(opened)})" if opened else " (was already open)"),
+            mount_point=str(point),
+            opened_layers=",".join(opened),
+        )
+        self._report_health()
+        return point
+
+    def _report_health(self) -> None:
+        health = self.array_health()
+        if health is None or not (health.is_degraded or health.is_syncing):
+            return
+        emit(
+            log,
+            Event.DISK_DEGRADED,
+            f"backup array {health.device}: {health.summary()}",
+            level=logging.WARNING,
+            array=health.device,
+            degraded=health.degraded,
+            sync_action=health.sync_action,
+        )
+
+    def _close_after_failure(self) -> None:
+        try:
+            self.close()
+        except ColdvaultError as exc:
+            # The original failure is what the user must see; the teardown error is logged.
+            log.error("%s", exc)
+
+    def adopt(self, names: Iterable[str]) -> None:
+        """Treat the named layers as opened by this stack (from an earlier ``coldvault open``)."""
+        wanted = set(names)
+        for layer in self.layers:
+            if layer.name in wanted and layer.is_open():
+                layer.opened_by_us = True
+
+    def adopt_all_open(self) -> None:
+        """Treat every configured layer that is open as ours (an explicit ``close``)."""
+        self.adopt(layer.name for layer in self.layers)
+        # An array that exists but is inactive (half assembled) is closed as well.
+        for layer in self.layers:
+            if isinstance(layer, MdLayer) and layer.health() is not None:
+                layer.opened_by_us = True
 
     def close(self) -> None:
-        """Close, in reverse, the layers this stack opened."""
+        """Close, in reverse, the layers this stack opened; every step is attempted.
+
+        Raises one DiskError naming every step that failed, after all were tried.
+        """
+        errors: list[str] = []
+        closed: list[str] = []
+        for layer in reversed(self.layers):
+            if not layer.opened_by_us:
+                continue
+            try:
+                layer.close()
+            except (ColdvaultError, OSError) as exc:
+                errors.append(f"{layer.name}: {exc}")
+                continue
+            layer.opened_by_us = False
+            closed.append(layer.name)
+        if not closed and not errors:
+            return
+        emit(
+            log,
+            Event.DISK_CLOSED,
+            f"backup disk closed ({', '.join(closed) or 'nothing'})"
+            + (f"; failed: {'; '.join(errors)}" if errors else ""),
+            level=logging.ERROR if errors else logging.INFO,
+            closed_layers=",".join(closed),
+            failed_layers=",".join(e.split(":", 1)[0] for e in errors),
+        )
+        if errors:
+            raise DiskError(
+                "teardown incomplete: " + "; ".join(errors),
+                hint="fix the cause, then run `coldvault close` again",
+            )
+
+    # -- status -------------------------------------------------------------------
+
+    def array_health(self) -> ArrayHealth | None:
+        """Health of the md array, when there is one and it runs."""
+        for layer in self.layers:
+            if isinstance(layer, MdLayer):
+                return layer.health()
+        return None
+
+    def status(self) -> list[LayerStatus]:
+        """Per layer: present, open, details (array health, free space)."""
+        result = [layer.status() for layer in self.layers]
+        if not self.disk.mount.require_mount:
+            point = self.disk.mount.point
+            detail: dict[str, object] = {}
+            if point.is_dir():
+                st = os.statvfs(point)
+                detail = {
+                    "free_bytes": st.f_bavail * st.f_frsize,
+                    "size_bytes": st.f_blocks * st.f_frsize,
+                }
+            result.append(LayerStatus("folder", str(point), point.is_dir(), point.is_dir(), detail))
+        return result
