@@ -1,0 +1,252 @@
+"""Btrfs subvolumes as btrfs-progs reports them: ``subvolume show``/``list``, delete, du.
+
+Every command goes through :mod:`coldvault.system.proc`. The parsers take the
+text printed by btrfs-progs (6.2 on Debian 12) so they can be tested on
+recorded output.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from coldvault.errors import CommandError, JobError
+from coldvault.system import proc
+from coldvault.system.mounts import MountInfo, mounts
+
+log = logging.getLogger("coldvault.jobs.btrfs")
+
+# Inode number of a subvolume's root directory (BTRFS_FIRST_FREE_OBJECTID).
+SUBVOL_ROOT_INODE = 256
+
+
+@dataclass(frozen=True)
+class Subvolume:
+    """What ``btrfs subvolume show`` says about one subvolume."""
+
+    path: Path
+    name: str
+    uuid: str
+    parent_uuid: str | None
+    received_uuid: str | None
+    subvol_id: int
+    generation: int
+    readonly: bool
+    created: datetime | None
+    fs_path: str = ""  # path from the filesystem's top level ("" for the top level itself)
+
+    @property
+    def complete(self) -> bool:
+        """A received copy counts only when read-only with ``received_uuid`` set."""
+        return self.readonly and self.received_uuid is not None
+
+
+@dataclass(frozen=True)
+class ListEntry:
+    """One line of ``btrfs subvolume list [-u] [-R]`` (path relative to the fs top)."""
+
+    subvol_id: int
+    generation: int
+    top_level: int
+    path: str
+    uuid: str | None = None
+    received_uuid: str | None = None
+
+
+def _uuid(value: str) -> str | None:
+    return None if value in ("-", "") else value
+
+
+def parse_show(text: str, path: Path) -> Subvolume:
+    """Parse ``btrfs subvolume show PATH`` output."""
+    fields: dict[str, str] = {}
+    lines = text.splitlines()
+    for line in lines[1:]:
+        key, sep, value = line.strip().partition(":")
+        if sep:
+            fields[key.strip()] = value.strip()
+    try:
+        created = None
+        if _uuid(fields.get("Creation time", "-")):
+            created = datetime.strptime(fields["Creation time"], "%Y-%m-%d %H:%M:%S %z")
+        return Subvolume(
+            path=path,
+            name=fields["Name"],
+            uuid=fields["UUID"],
+            parent_uuid=_uuid(fields.get("Parent UUID", "-")),
+            received_uuid=_uuid(fields.get("Received UUID", "-")),
+            subvol_id=int(fields["Subvolume ID"]),
+            generation=int(fields["Generation"]),
+            readonly="readonly" in fields.get("Flags", "").split(),
+            created=created,
+            fs_path=lines[0].strip().strip("/") if lines else "",
+        )
+    except (KeyError, ValueError) as exc:
+        raise JobError(f"cannot understand `btrfs subvolume show {path}` output ({exc})") from None
+
+
+_LIST_KEYS = {"ID", "gen", "top_level", "received_uuid", "uuid", "parent_uuid", "cgen"}
+
+
+def parse_list(text: str) -> list[ListEntry]:
+    """Parse ``btrfs subvolume list`` output, with or without ``-u``/``-R``."""
+    entries = []
+    for line in text.splitlines():
+        head, sep, path = line.partition(" path ")
+        if not sep or not head.startswith("ID "):
+            continue
+        tokens = head.replace("top level", "top_level").split()
+        values = dict(zip(tokens[::2], tokens[1::2], strict=False))
+        if not _LIST_KEYS.issuperset(values):
+            raise JobError(f"cannot understand `btrfs subvolume list` line: {line!r}")
+        entries.append(
+            ListEntry(
+                subvol_id=int(values["ID"]),
+                generation=int(values["gen"]),
+                top_level=int(values["top_level"]),
+                path=path,
+                uuid=_uuid(values.get("uuid", "-")),
+                received_uuid=_uuid(values.get("received_uuid", "-")),
+            )
+        )
+    return entries
+
+
+def parse_du(text: str) -> dict[str, tuple[int, int]]:
+    """Parse ``btrfs filesystem du -s --raw``: path -> (total, exclusive) bytes."""
+    sizes = {}
+    for line in text.splitlines()[1:]:
+        parts = line.split(None, 3)
+        if len(parts) == 4 and parts[0].isdigit():
+            sizes[parts[3]] = (int(parts[0]), int(parts[1]))
+    return sizes
+
+
+def parse_ro_property(text: str) -> bool:
+    """Parse ``btrfs property get PATH ro`` (``ro=true``)."""
+    value = text.strip().partition("=")[2]
+    if value not in ("true", "false"):
+        raise JobError(f"cannot understand `btrfs property get ro` output: {text.strip()!r}")
+    return value == "true"
+
+
+def looks_like_subvolume(path: Path) -> bool:
+    """Cheap test without running btrfs: a directory whose inode is a subvolume root."""
+    try:
+        st = path.lstat()
+    except OSError:
+        return False
+    return st.st_ino == SUBVOL_ROOT_INODE and path.is_dir() and not path.is_symlink()
+
+
+def show(path: Path) -> Subvolume:
+    """``btrfs subvolume show``; JobError naming the path when it is not a subvolume."""
+    try:
+        text = proc.run_text(["btrfs", "subvolume", "show", path])
+    except CommandError as exc:
+        raise JobError(
+            f"{path} is not a Btrfs subvolume ({' | '.join(exc.stderr_tail) or exc.message})",
+            hint="a btrfs job backs up subvolumes: create one with `btrfs subvolume create`, "
+            "or name the mount point of a Btrfs filesystem",
+        ) from None
+    return parse_show(text, path)
+
+
+def list_below(path: Path) -> list[ListEntry]:
+    """Subvolumes directly nested in the subvolume at ``path`` (``list -o``)."""
+    return parse_list(proc.run_text(["btrfs", "subvolume", "list", "-o", path]))
+
+
+def list_all(path: Path) -> list[ListEntry]:
+    """Every subvolume of the filesystem holding ``path``, with uuids (``list -u -R``)."""
+    return parse_list(proc.run_text(["btrfs", "subvolume", "list", "-u", "-R", path]))
+
+
+def snapshot_readonly(source: Path, dest: Path) -> None:
+    """``btrfs subvolume snapshot -r SOURCE DEST``."""
+    try:
+        proc.run(["btrfs", "subvolume", "snapshot", "-r", source, dest])
+    except CommandError as exc:
+        tail = " | ".join(exc.stderr_tail)
+        hint = None
+        if "cross-device" in tail.lower():
+            hint = "the snapshot directory must be on the same Btrfs filesystem as the source"
+        elif "no space" in tail.lower():
+            hint = "free space on the source filesystem (old snapshots count too)"
+        raise JobError(f"cannot snapshot {source} to {dest}: {tail}", hint=hint) from None
+
+
+def delete(paths: Sequence[Path], *, commit: bool = True) -> None:
+    """Delete subvolumes; ``--commit-after`` so the deletion is durable before we go on."""
+    if not paths:
+        return
+    argv: list[str | os.PathLike[str]] = ["btrfs", "subvolume", "delete"]
+    if commit:
+        argv.append("--commit-after")
+    proc.run([*argv, *paths])
+
+
+def du(paths: Iterable[Path]) -> dict[Path, tuple[int, int]]:
+    """(total, exclusive) bytes of each path, via ``btrfs filesystem du -s --raw``."""
+    paths = list(paths)
+    if not paths:
+        return {}
+    try:
+        text = proc.run_text(["btrfs", "filesystem", "du", "-s", "--raw", *paths])
+    except CommandError as exc:
+        log.warning("cannot measure snapshot sizes: %s", exc.message)
+        return {}
+    by_text = parse_du(text)
+    return {p: by_text[str(p)] for p in paths if str(p) in by_text}
+
+
+def containing_mount(path: Path) -> MountInfo:
+    """The mount that holds ``path`` (the nearest existing ancestor if it does not exist)."""
+    target = path.absolute()
+    while not target.exists() and target != target.parent:
+        target = target.parent
+    target = target.resolve()
+    best: MountInfo | None = None
+    for m in mounts():
+        holds = target == m.mount_point or m.mount_point in target.parents
+        # Deeper mount points win; among equals, later lines are mounted on top.
+        if holds and (best is None or len(m.mount_point.parts) >= len(best.mount_point.parts)):
+            best = m
+    if best is None:
+        raise JobError(f"cannot find the mount that holds {path}")
+    return best
+
+
+def require_btrfs(path: Path, role: str) -> MountInfo:
+    """The Btrfs mount holding ``path``; JobError in plain words when it is something else."""
+    m = containing_mount(path)
+    if m.fstype != "btrfs":
+        hint = (
+            "is the backup disk mounted? the job folder must be on its Btrfs filesystem"
+            if role == "target"
+            else "btrfs jobs back up Btrfs subvolumes; use an image job for other filesystems"
+        )
+        raise JobError(
+            f"{role} {path} is not on a Btrfs filesystem: it is on {m.fstype} "
+            f"({m.source} mounted at {m.mount_point})",
+            hint=hint,
+        )
+    return m
+
+
+def same_filesystem(a: MountInfo, b: MountInfo) -> bool:
+    """Whether two mounts show the same filesystem (mountinfo's device number)."""
+    return (a.major, a.minor) == (b.major, b.minor)
+
+
+_NOSPACE = re.compile(r"no space left|ENOSPC", re.IGNORECASE)
+
+
+def is_no_space(exc: CommandError) -> bool:
+    """Whether a failed btrfs command ran out of space."""
+    return any(_NOSPACE.search(line) for line in exc.stderr_tail)

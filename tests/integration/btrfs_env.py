@@ -1,0 +1,148 @@
+"""Real Btrfs filesystems on loop devices for the btrfs job tests.
+
+Each filesystem is a sparse image file in the test's temp folder, attached
+with ``losetup -f --show`` and mounted; the fixture always unmounts and
+detaches, also when the test fails.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from tests.conftest import require_programs, require_root
+
+from coldvault.config.model import BtrfsJob, Retention
+from coldvault.jobs.base import JobResult
+from coldvault.jobs.btrfs.runner import BtrfsRunner
+from coldvault.progress import Progress
+from coldvault.system.proc import CancelToken
+
+MiB = 1 << 20
+
+
+def sh(*argv: str | os.PathLike[str]) -> str:
+    """Run a setup command; fail loudly with its stderr."""
+    done = subprocess.run([os.fspath(a) for a in argv], check=False, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, argv))}: {done.stderr.strip()}")
+    return done.stdout
+
+
+@dataclass
+class Fs:
+    """A mounted loop-backed filesystem."""
+
+    image: Path
+    device: str
+    mount: Path
+
+
+MakeFs = Callable[..., Fs]
+
+
+@pytest.fixture
+def make_fs(tmp_path: Path) -> Iterator[MakeFs]:
+    """Factory: ``make_fs("src", size_mib=300, fstype="btrfs")`` -> mounted :class:`Fs`."""
+    require_root()
+    require_programs("btrfs", "mkfs.btrfs", "losetup", "mount", "umount")
+    made: list[Fs] = []
+
+    def make(name: str, size_mib: int = 300, fstype: str = "btrfs") -> Fs:
+        image = tmp_path / f"{name}.img"
+        with open(image, "wb") as f:
+            f.truncate(size_mib * MiB)
+        device = sh("losetup", "-f", "--show", image).strip()
+        fs = Fs(image, device, tmp_path / name)
+        made.append(fs)
+        if fstype == "btrfs":
+            sh("mkfs.btrfs", "-q", device)
+        else:
+            sh(f"mkfs.{fstype}", "-q", device)
+        fs.mount.mkdir()
+        sh("mount", device, fs.mount)
+        return fs
+
+    try:
+        yield make
+    finally:
+        for fs in reversed(made):
+            if (
+                subprocess.run(["umount", fs.mount], check=False, capture_output=True).returncode
+                != 0
+            ):
+                subprocess.run(["umount", "-l", fs.mount], check=False, capture_output=True)
+            subprocess.run(["losetup", "-d", fs.device], check=False, capture_output=True)
+
+
+def random_file(path: Path, size: int) -> None:
+    """A file from /dev/urandom (fast, for bigger volumes)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open("/dev/urandom", "rb") as src, open(path, "wb") as dst:
+        left = size
+        while left:
+            chunk = src.read(min(left, 4 * MiB))
+            dst.write(chunk)
+            left -= len(chunk)
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """relative path -> sha256 of content (files), link target (symlinks) or 'dir'."""
+    out: dict[str, str] = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            full = Path(folder) / name
+            rel = str(full.relative_to(root))
+            if full.is_symlink():
+                out[rel] = "link:" + os.readlink(full)
+            elif full.is_dir():
+                out[rel] = "dir"
+            else:
+                out[rel] = hashlib.sha256(full.read_bytes()).hexdigest()
+    return out
+
+
+def create_subvolume(path: Path) -> Path:
+    """``btrfs subvolume create``."""
+    sh("btrfs", "subvolume", "create", path)
+    return path
+
+
+def job_for(
+    *sources: Path,
+    name: str = "data",
+    snapshot_dir: Path | None = None,
+    source_keep: int | None = 3,
+    target_keep: int | None = 30,
+) -> BtrfsJob:
+    """A btrfs job over ``sources``."""
+    return BtrfsJob(
+        name=name,
+        sources=tuple(sources),
+        target=name,
+        snapshot_dir=snapshot_dir,
+        source_retention=Retention(keep_last=source_keep),
+        target_retention=Retention(keep_last=target_keep),
+    )
+
+
+def run_job(job: BtrfsJob, job_dir: Path, cancel: CancelToken | None = None) -> JobResult:
+    """One backup run, collecting progress."""
+    seen: list[Progress] = []
+    result = BtrfsRunner(job).run(job_dir, seen.append, cancel or CancelToken())
+    assert seen, "the runner reported no progress"
+    return result
+
+
+def subvol_field(path: Path, field: str) -> str:
+    """One field of ``btrfs subvolume show`` (for assertions independent of our parser)."""
+    for line in sh("btrfs", "subvolume", "show", path).splitlines():
+        key, _, value = line.strip().partition(":")
+        if key.strip() == field:
+            return value.strip()
+    raise AssertionError(f"{field} not in btrfs subvolume show {path}")
