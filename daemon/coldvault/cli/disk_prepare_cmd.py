@@ -1,7 +1,6 @@
 """``coldvault disk init`` and ``coldvault disk add-mirror``: preparing backup disks.
 
-These join the ``disk`` command group of :mod:`coldvault.cli.disk_cmd` (which
-is registered first); if that group does not exist yet, it is created here.
+These join the ``disk`` command group through :func:`coldvault.cli.disk_cmd.disk_group`.
 """
 
 from __future__ import annotations
@@ -17,22 +16,11 @@ from coldvault.errors import EXIT_OK, DiskError
 _DEFAULT_LV = "<host name>"
 
 
-def _disk_group(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
-) -> argparse._SubParsersAction[argparse.ArgumentParser]:
-    """The subcommand registry of ``coldvault disk``, created if no module made it yet."""
-    parser = sub.choices.get("disk")
-    if parser is None:
-        parser = sub.add_parser("disk", help="prepare, open, close and inspect the backup disk")
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action
-    return parser.add_subparsers(dest="disk_command", metavar="DISK_COMMAND", required=True)
-
-
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``disk init`` and ``disk add-mirror``."""
-    group = _disk_group(sub)
+    from coldvault.cli.disk_cmd import disk_group
+
+    group = disk_group(sub)
 
     p = group.add_parser(
         "init",

@@ -7,24 +7,22 @@ the step. Python actions (key file, token, mount check) are methods here.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
+from coldvault.config.model import TokenConfig
+from coldvault.disk import mount, token
 from coldvault.disk.prepare.plan import InitOptions, Plan, Step
 from coldvault.errors import ColdvaultError, DiskError
 from coldvault.system import proc
-from coldvault.system.mounts import mount_at
 
 log = logging.getLogger("coldvault.disk.prepare")
 
 KEY_FILE_BYTES = 1024
-TOKEN_BYTES = 64
 PARTITION_WAIT_SECONDS = 20.0
 
 
@@ -53,20 +51,6 @@ def write_private_file(path: Path, data: bytes, *, overwrite: bool) -> None:
         os.fsync(dfd)
     finally:
         os.close(dfd)
-
-
-def write_token(token_path: Path, hash_file: Path, *, overwrite: bool) -> str:
-    """A random token on the disk and its SHA-512 on the host (``sha512sum`` format).
-
-    The hash file names the token by its absolute path, so ``sha512sum -c``
-    works from any directory. Returns the hex digest.
-    """
-    data = (secrets.token_hex(TOKEN_BYTES) + "\n").encode()
-    write_private_file(token_path, data, overwrite=True)
-    digest = hashlib.sha512(data).hexdigest()
-    write_private_file(hash_file, f"{digest}  {token_path}\n".encode(), overwrite=overwrite)
-    hash_file.chmod(0o644)  # a hash is no secret, and tools may read it unprivileged
-    return digest
 
 
 def settle_udev() -> None:
@@ -146,7 +130,7 @@ class Executor:
 
 
 def init_actions(
-    opts: InitOptions, partition: Path, *, force: bool, digest_out: list[str]
+    opts: InitOptions, partition: Path, *, force: bool
 ) -> dict[str, Callable[[], None]]:
     """The Python actions of the ``disk init`` plan."""
 
@@ -159,26 +143,18 @@ def init_actions(
             ) from None
 
     def verify_mount() -> None:
-        m = mount_at(opts.mount_point)
-        expected = opts.lv_path.resolve()
-        if m is None or m.fstype != "btrfs" or Path(m.source).resolve() != expected:
-            raise DiskError(
-                f"{opts.mount_point} is not the new Btrfs on {opts.lv_path} "
-                f"(mountinfo: {m.source if m else 'not mounted'})"
-            )
+        info = mount.verify_mount(opts.mount_point, opts.lv_path)
+        if info.fstype != "btrfs":
+            raise DiskError(f"{opts.mount_point} is {info.fstype}, not the new Btrfs")
 
-    def token() -> None:
-        try:
-            digest_out.append(write_token(opts.token_path, opts.hash_file, overwrite=force))
-        except FileExistsError:
-            raise DiskError(
-                f"hash file {opts.hash_file} already exists", hint="pass --force to replace it"
-            ) from None
+    def write_token() -> None:
+        # The disk stack's own token writer, so `coldvault open` accepts what we wrote.
+        token.init(opts.mount_point, TokenConfig(opts.hash_file, opts.token_file), force=force)
 
     return {
         "wait-partition": lambda: wait_for_block_device(partition),
         "write-key": write_key,
         "mkdir": lambda: opts.mount_point.mkdir(parents=True, exist_ok=True),
         "verify-mount": verify_mount,
-        "write-token": token,
+        "write-token": write_token,
     }

@@ -93,8 +93,7 @@ def init_disk(req: InitRequest, read_passphrase: Callable[[], bytes], *, out: Te
         return section
     check_programs()
     passphrase = read_passphrase()
-    digest: list[str] = []
-    actions = init_actions(opts, partition_path(disk), force=req.force, digest_out=digest)
+    actions = init_actions(opts, partition_path(disk), force=req.force)
     executor = Executor(plan, out=out, secrets_={"passphrase": passphrase}, actions=actions)
     executor.run()
     try:  # read while the array is still open
