@@ -251,3 +251,26 @@ def test_hooks_run_around_the_job(make_fs: MakeFs, tmp_path: Path) -> None:
     with pytest.raises(JobError, match="before hook"):
         run_job(failing, dst.mount / "data")
     assert marks.read_text().splitlines()[-1] == "after"  # after ran although before failed
+
+
+def test_compressed_data_sends_compressed_extents(make_fs: MakeFs) -> None:
+    from dataclasses import replace
+
+    from coldvault.jobs.btrfs.transfer import compressed_data_support
+
+    src, dst = make_fs("src"), make_fs("dst")
+    sh("mount", "-o", "remount,compress=zstd", src.mount)
+    vol = create_subvolume(src.mount / "data")
+    line = b"coldvault compresses well when the data repeats itself. " * 64
+    (vol / "text.log").write_bytes(line * 4096)  # ~14 MiB
+    sh("sync")
+    job = replace(job_for(vol), compressed_data=True)
+    missing = compressed_data_support()
+    if missing is not None:
+        with pytest.raises(ColdvaultError, match="compressed_data"):
+            run_job(job, dst.mount / "data")
+        return
+    result = run_job(job, dst.mount / "data")
+    received = dst.mount / "data" / "data" / str(result.snapshot)
+    assert result.bytes_written < (vol / "text.log").stat().st_size / 4
+    assert tree_digest(received) == tree_digest(vol)
