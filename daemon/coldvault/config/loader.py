@@ -152,7 +152,8 @@ class Section:
     ) -> None:
         self.reader, self.node, self.path = reader, node, path
         self.items: dict[str, tuple[Node, Node]] = {}
-        for key_node, value_node in _pairs(node):
+        merged: set[str] = set()  # keys from `<<:` merges, which explicit keys override
+        for key_node, value_node, from_merge in _pairs(node):
             if not isinstance(key_node, ScalarNode):
                 reader.problem(
                     key_node, path, f"found {describe(key_node)} as a key, expected a name"
@@ -160,6 +161,12 @@ class Section:
                 continue
             key = str(key_node.value)
             if key in self.items:
+                if from_merge:
+                    continue
+                if key in merged:
+                    merged.discard(key)
+                    self.items[key] = (key_node, value_node)
+                    continue
                 first = where(self.items[key][0])
                 reader.problem(
                     key_node,
@@ -167,6 +174,8 @@ class Section:
                     f"duplicate key (first given on line {first.line}), expected each key once",
                 )
                 continue
+            if from_merge:
+                merged.add(key)
             self.items[key] = (key_node, value_node)
 
     def sub(self, key: str) -> str:
@@ -212,16 +221,16 @@ class Section:
         return self.reader.convert(node, self.sub(key), convert, None)
 
 
-def _pairs(node: MappingNode) -> Iterator[tuple[Node, Node]]:
-    """The key/value pairs of a mapping, with ``<<: *anchor`` merges expanded."""
+def _pairs(node: MappingNode) -> Iterator[tuple[Node, Node, bool]]:
+    """Key/value pairs of a mapping, ``<<: *anchor`` merges expanded (flagged True)."""
     for key_node, value_node in node.value:
         if is_merge_key(key_node):
             merged = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
             for source in merged:
                 if isinstance(source, MappingNode):
-                    yield from _pairs(source)
+                    yield from ((k, v, True) for k, v, _ in _pairs(source))
             continue
-        yield key_node, value_node
+        yield key_node, value_node, False
 
 
 class Reader:
