@@ -77,11 +77,10 @@ def resolve(ref: SourceRef, diskutil: Diskutil = _diskutil) -> Path:
             )
         if not idents:
             raise _absent(ref)
-        query = idents[0]
-    else:
-        query = ref.value
+        return Path("/dev/r" + idents[0])
     try:
-        info = parse_plist(diskutil(["info", "-plist", query]))
+        # diskutil prints and matches UUIDs in upper case
+        info = parse_plist(diskutil(["info", "-plist", ref.value.upper()]))
     except CommandError:
         raise _absent(ref) from None
     if not matches(info, ref):
