@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+from typing import TypeAlias
 
 from coldvault.cli.common import load_config
 from coldvault.config.model import Config
@@ -19,7 +20,7 @@ from coldvault.errors import EXIT_OK, ConfigError
 # Modules whose ``register_disk(group)`` adds subcommands to ``coldvault disk``.
 DISK_SUBCOMMAND_MODULES: list[str] = []
 
-SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
+SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def disk_group(sub: SubParsers) -> SubParsers:
