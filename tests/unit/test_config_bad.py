@@ -480,4 +480,4 @@ def test_bad_stdin(coldvault_cmd: list[str]) -> None:
         text=True,
     )
     assert done.returncode == EXIT_CONFIG
-    assert "<stdin>:2:53: jobs[0].part_size: found '3 bananas'" in done.stderr
+    assert "<stdin>:2:51: jobs[0].part_size: found '3 bananas'" in done.stderr
