@@ -90,8 +90,9 @@ class BtrfsRunner:
         name = snapshots.new_name([src.snapshot_dir, target], src.name, datetime.now(UTC))
         subvol.snapshot_readonly(src.path, src.snapshot_dir / name)
         snap = subvol.show(src.snapshot_dir / name)
-        total = None if choice.parent else _estimate(snap.path)
-        meter = ProgressMeter(self.job.name, "sending", progress, total)
+        # No total: `btrfs filesystem du` would first walk the whole snapshot, which
+        # costs time on every full send; progress shows bytes and rate instead.
+        meter = ProgressMeter(self.job.name, "sending", progress)
         meter.update(0, detail=f"{name} ({'incremental' if choice.parent else 'full'})")
         try:
             _, sent = transfer.send_receive(
@@ -152,12 +153,6 @@ class BtrfsRunner:
         from coldvault.jobs.btrfs.listing import listing
 
         return listing(self.job, job_dir)
-
-
-def _estimate(path: Path) -> int | None:
-    """Bytes a full send will carry, roughly (None when Btrfs cannot tell)."""
-    sizes = subvol.du([path])
-    return sizes[path][0] if path in sizes else None
 
 
 def _delete_quietly(path: Path) -> None:
