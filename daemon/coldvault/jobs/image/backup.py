@@ -4,6 +4,10 @@ For each part the manifest record is trusted only while the part file still
 has the recorded inode, size and mtime. A trusted part is compared by hash
 (the backup disk is not read); an untrusted or missing part is streamed to a
 new file while it is read, so a first backup reads the source once.
+
+Committing a written part (fsync, rename, folder fsync) runs on a second
+thread so the next part is read while the previous one is flushed; at most
+one commit is outstanding, so memory and unsaved work stay bounded.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -175,10 +180,12 @@ class Pass:
         self.stats = Stats(parts=layout.count)
         self._last_save = time.monotonic()
         self._unsaved = False
+        self._pending: tuple[int, Future[PartRecord]] | None = None
 
     def run(self) -> list[PartRecord | None]:
         """Read the whole source; return the new per-part records."""
         stream = BlockStream(self.fd, 0, self.layout.size, self.layout.block_size)
+        committer = ThreadPoolExecutor(1, thread_name_prefix="image-commit")
         sink: PartSink | None = None
         index, part_end = -1, 0
         try:
@@ -203,37 +210,58 @@ class Pass:
                 sink.feed(buf, n)
                 self.stats.bytes_read += n
                 if offset + n >= part_end:
-                    self._finish_part(index, sink)
-                    sink = None
+                    sink = self._finish_part(index, sink)  # None: unchanged
+                    if sink is not None:
+                        self._submit(committer, index, sink)
+                        sink = None
                 self.meter.update(
                     self.stats.bytes_read,
                     self.stats.bytes_written,
                     f"part {index + 1} of {self.layout.count}, {self.stats.changed} changed",
                 )
+            self._collect()
         except BaseException:
             if sink is not None:
                 sink.abort()
+            try:
+                self._collect()  # a part committed before the failure still counts
+            except Exception as exc:  # the first error is the one to report
+                log.debug("pending part commit failed too: %s", exc)
             self._save_quietly()
             raise
         finally:
             stream.close()
+            committer.shutdown(wait=True)
         self._remove_extra_parts()
         self.meter.emit()
         return self.records
 
-    def _finish_part(self, index: int, sink: PartSink) -> None:
+    def _finish_part(self, index: int, sink: PartSink) -> PartSink | None:
+        """The sink to commit for a finished part, or None when it is unchanged."""
         start, length = self.layout.span(index)
-        old = self.records[index]
-        if sink.write:
-            record = sink.commit()
-        else:
+        if not sink.write:
+            old = self.records[index]
             assert old is not None
             new = PartRecord(length, sink.all_zero, sink.digest(), 0, 0, 0)
             if new.same_data(old):
                 platform.drop_cache(self.fd, start, length)
-                return
-            record = self._rewrite(index, start, length)
+                return None
+            sink = self._reread(index, start, length)
         platform.drop_cache(self.fd, start, length)
+        return sink
+
+    def _submit(self, committer: ThreadPoolExecutor, index: int, sink: PartSink) -> None:
+        """Commit ``sink`` on the committer thread, after the previous commit finished."""
+        self._collect()
+        self._pending = (index, committer.submit(sink.commit))
+
+    def _collect(self) -> None:
+        """Wait for the outstanding commit and record it (re-raises its error)."""
+        if self._pending is None:
+            return
+        index, future = self._pending
+        self._pending = None
+        record = future.result()
         self.records[index] = record
         self.stats.changed += 1
         self.stats.bytes_written += record.stored
@@ -241,11 +269,11 @@ class Pass:
         if time.monotonic() - self._last_save >= SAVE_EVERY_SECONDS:
             self.save_progress()
 
-    def _rewrite(self, index: int, start: int, length: int) -> PartRecord:
+    def _reread(self, index: int, start: int, length: int) -> PartSink:
         """Write a changed part, reading it again (it is still in the page cache).
 
         The hash recorded is of the bytes written, even if the source changed
-        between the two reads.
+        between the two reads. Returns the sink, ready to commit.
         """
         sink = PartSink(
             self.work, index, self.algorithm, self.zero, write=True, keep_null=self.keep_null
@@ -260,10 +288,10 @@ class Pass:
                     raise OSError(5, "the source shrank while it was read")
                 sink.feed(buf, n)
                 offset += n
-            return sink.commit()
         except BaseException:
             sink.abort()
             raise
+        return sink
 
     def save_progress(self) -> None:
         """Save the in-progress manifest so a resumed run trusts what is already written."""
