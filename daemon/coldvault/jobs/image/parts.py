@@ -71,6 +71,7 @@ class PartWriter:
             )
         except OSError as exc:
             raise self._error(exc) from None
+        platform.begin_streaming(self.fd)  # macOS: F_NOCACHE for what we write
 
     def _error(self, exc: OSError) -> JobError:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
