@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import subprocess
 from collections.abc import Iterator
 
@@ -11,6 +12,24 @@ import pytest
 from coldvault import __version__
 from coldvault.cli.main import build_parser, main
 from coldvault.errors import EXIT_USAGE
+
+
+@pytest.fixture(autouse=True)
+def _restore_coldvault_logger() -> Iterator[None]:
+    """main() installs handlers bound to this test's captured stderr: undo that afterwards."""
+    logger = logging.getLogger("coldvault")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    try:
+        yield
+    finally:
+        for handler in list(logger.handlers):
+            if handler not in saved[0]:
+                logger.removeHandler(handler)
+        for handler in saved[0]:
+            if handler not in logger.handlers:
+                logger.addHandler(handler)
+        logger.setLevel(saved[1])
+        logger.propagate = saved[2]
 
 
 def subcommands(

@@ -7,17 +7,38 @@ paragraph on stderr).
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from coldvault.cli.main import main
 from coldvault.config.loader import load
 from coldvault.errors import EXIT_CONFIG, ConfigError
 
 GOOD_JOB = "  - name: root\n    type: image\n    source: /dev/sda2\n"
+
+
+@pytest.fixture(autouse=True)
+def _restore_coldvault_logger() -> Iterator[None]:
+    """main() installs handlers bound to this test's captured stderr: undo that afterwards."""
+    logger = logging.getLogger("coldvault")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    try:
+        yield
+    finally:
+        for handler in list(logger.handlers):
+            if handler not in saved[0]:
+                logger.removeHandler(handler)
+        for handler in saved[0]:
+            if handler not in logger.handlers:
+                logger.addHandler(handler)
+        logger.setLevel(saved[1])
+        logger.propagate = saved[2]
 
 
 @dataclass(frozen=True)
@@ -338,10 +359,53 @@ def test_message_names_position_key_and_expectation(tmp_path: Path, case: Bad) -
     assert info.value.exit_code == EXIT_CONFIG
 
 
+def check_cli_output(code: int, out: str, err: str, path: Path, case: Bad) -> None:
+    """Exit 78, nothing on stdout, one paragraph on stderr naming the position."""
+    assert code == EXIT_CONFIG, err
+    assert "Traceback" not in err
+    assert out == ""
+    assert err.startswith(f"coldvault: error: {path}:{case.where}: ")
+    assert case.expect in err
+    paragraph = err.strip("\n")
+    assert "\n\n" not in paragraph  # one paragraph
+    assert "\n  hint: " in paragraph
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_cli_exits_78_without_traceback(
-    tmp_path: Path, case: Bad, coldvault_cmd: list[str]
+def test_cli_main_exits_78_without_traceback(
+    tmp_path: Path, case: Bad, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Every case through the CLI's entry point in this process (fast)."""
+    path = write(tmp_path, case)
+    code = main(["config", "validate", str(path)])
+    captured = capsys.readouterr()
+    check_cli_output(code, captured.out, captured.err, path, case)
+
+
+# A representative set through a real `coldvault` process (slower: one interpreter each).
+SUBPROCESS_CASES = [
+    "empty",
+    "binary-garbage",
+    "control-char",
+    "tab-indent",
+    "syntax-unclosed",
+    "top-level-list",
+    "unknown-job-key",
+    "duplicate-key",
+    "duplicate-job-names",
+    "negative-size",
+    "part-not-multiple",
+    "yes-is-not-bool",
+    "bad-time",
+    "missing-key-file",
+]
+
+
+@pytest.mark.parametrize("case_id", SUBPROCESS_CASES)
+def test_cli_process_exits_78_without_traceback(
+    tmp_path: Path, case_id: str, coldvault_cmd: list[str]
+) -> None:
+    case = next(c for c in CASES if c.id == case_id)
     path = write(tmp_path, case)
     done = subprocess.run(
         [*coldvault_cmd, "config", "validate", str(path)],
@@ -349,14 +413,7 @@ def test_cli_exits_78_without_traceback(
         capture_output=True,
         text=True,
     )
-    assert done.returncode == EXIT_CONFIG, done.stderr
-    assert "Traceback" not in done.stderr
-    assert done.stdout == ""
-    assert f"{path}:{case.where}: " in done.stderr
-    assert case.expect in done.stderr
-    paragraph = done.stderr.strip("\n")
-    assert "\n\n" not in paragraph  # one paragraph
-    assert "hint:" in paragraph
+    check_cli_output(done.returncode, done.stdout, done.stderr, path, case)
 
 
 def test_all_errors_are_reported_in_file_order(tmp_path: Path) -> None:

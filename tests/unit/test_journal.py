@@ -84,6 +84,25 @@ def _read_sealed(fd: int) -> bytes:
         os.close(fd)
 
 
+@pytest.fixture(autouse=True)
+def _restore_coldvault_logger() -> Iterator[None]:
+    """setup_logging() replaces the coldvault logger's handlers: undo that afterwards."""
+    logger = logging.getLogger("coldvault")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    try:
+        yield
+    finally:
+        for handler in list(logger.handlers):
+            if handler not in saved[0]:
+                logger.removeHandler(handler)
+                handler.close()
+        for handler in saved[0]:
+            if handler not in logger.handlers:
+                logger.addHandler(handler)
+        logger.setLevel(saved[1])
+        logger.propagate = saved[2]
+
+
 @pytest.fixture
 def journal(tmp_path: Path) -> Iterator[Journal]:
     j = Journal(tmp_path / "journal.socket")
@@ -220,18 +239,15 @@ def test_setup_logging_uses_the_env_socket(
 ) -> None:
     monkeypatch.setenv("COLDVAULT_JOURNAL_SOCKET", str(journal.path))
     setup_logging(1, journal=True)
-    try:
-        logging.getLogger("coldvault.sub").debug("debug reaches the journal at -v")
-        fields, _ = journal.receive()
-        assert one(fields, "MESSAGE") == "debug reaches the journal at -v"
-        assert one(fields, "PRIORITY") == "7"
-        setup_logging(-1, journal=True)
-        logging.getLogger("coldvault.sub").info("quiet drops info")
-        logging.getLogger("coldvault.sub").warning("but keeps warnings")
-        fields, _ = journal.receive()
-        assert one(fields, "MESSAGE") == "but keeps warnings"
-    finally:
-        setup_logging(0, journal=False)
+    logging.getLogger("coldvault.sub").debug("debug reaches the journal at -v")
+    fields, _ = journal.receive()
+    assert one(fields, "MESSAGE") == "debug reaches the journal at -v"
+    assert one(fields, "PRIORITY") == "7"
+    setup_logging(-1, journal=True)
+    logging.getLogger("coldvault.sub").info("quiet drops info")
+    logging.getLogger("coldvault.sub").warning("but keeps warnings")
+    fields, _ = journal.receive()
+    assert one(fields, "MESSAGE") == "but keeps warnings"
 
 
 def test_journal_stream_detection(tmp_path: Path, journal: Journal) -> None:
