@@ -199,3 +199,16 @@ def test_original_script_folder_is_restored_and_continued(
         assert _verify(job_dir, all=True) == []
     m = manifest_mod.load(latest)
     assert m is not None and m.source_size == 4 * PART + 777
+
+
+def test_kept_null_part_with_data_is_caught(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_source(src, [(PART, True), (PART, False)])
+    job = make_job(src, keep_null_parts=True)
+    run(job, tmp_path / "b")
+    (snap,) = snapshots(tmp_path / "b")
+    assert (snap / "part_00000001").stat().st_size == PART
+    patch(snap / "part_00000001", 99, b"\x01")
+    assert _verify(tmp_path / "b") == [f"{snap}/part_00000001: corrupt: expected all zeros"]
+    with pytest.raises(IntegrityError, match="should hold only zero bytes"):
+        restore_bytes(job, tmp_path / "b", tmp_path / "out")

@@ -122,6 +122,8 @@ def _restore_part(
             n = read_full(src, memoryview(buf)[: min(len(buf), length - offset)], offset)
             if n == 0:
                 raise IntegrityError(f"{path} ended at byte {offset}, expected {length}")
+            if record is not None and record.zero and buf[:n].count(0) != n:
+                raise IntegrityError(f"{path} is corrupt: it should hold only zero bytes")
             hasher.update(memoryview(buf)[:n])
             _pwrite_all(fd, memoryview(buf)[:n], start + offset)
             offset += n
