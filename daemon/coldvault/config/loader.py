@@ -147,9 +147,7 @@ class Problems:
 class Section:
     """A YAML mapping being read: its keys, checked for duplicates and typos."""
 
-    def __init__(
-        self, reader: Reader, node: MappingNode, path: str, allowed: Sequence[str]
-    ) -> None:
+    def __init__(self, reader: Reader, node: MappingNode, path: str) -> None:
         self.reader, self.node, self.path = reader, node, path
         self.items: dict[str, tuple[Node, Node]] = {}
         merged: set[str] = set()  # keys from `<<:` merges, which explicit keys override
@@ -182,11 +180,13 @@ class Section:
         """The key path of ``key`` inside this section."""
         return f"{self.path}.{key}" if self.path else key
 
-    def check_unknown(self, allowed: Sequence[str], explain: Callable[[str], str] = str) -> None:
-        """Report every key not in ``allowed``, with a suggestion."""
+    def check_unknown(
+        self, allowed: Sequence[str], explain: Callable[[str], str] | None = None
+    ) -> None:
+        """Report every key not in ``allowed``, with a suggestion (or ``explain(key)``)."""
         for key, (key_node, _) in self.items.items():
             if key not in allowed:
-                extra = explain(key) if explain is not str else ""
+                extra = explain(key) if explain is not None else ""
                 self.reader.problem(
                     key_node,
                     self.sub(key),
@@ -259,7 +259,7 @@ class Reader:
         if not isinstance(node, MappingNode):
             self.problem(node, path, f"found {describe(node)}, expected a mapping of {path} keys")
             return None
-        sec = Section(self, node, path, allowed)
+        sec = Section(self, node, path)
         sec.check_unknown(allowed)
         return sec
 
@@ -572,7 +572,7 @@ def _job(reader: Reader, node: Node, path: str) -> Job | None:
             node, path, f"found {describe(node)}, expected a job (a mapping with name and type)"
         )
         return None
-    sec = Section(reader, node, path, ())
+    sec = Section(reader, node, path)
     name = sec.require("name", reader.name)
     kind = sec.require("type", reader.choice(JOB_TYPES))
     if kind is None:
@@ -739,7 +739,7 @@ def load_text(text: str, source_name: str, base_dir: Path) -> Config:
             root, "", f"found {describe(root)}, expected a mapping with disk: and jobs: keys"
         )
         raise reader.problems.error()
-    top = Section(reader, root, "", TOP_KEYS)
+    top = Section(reader, root, "")
     top.check_unknown(TOP_KEYS)
     disk = _disk(reader, top.value("disk"))
     settings = _settings(reader, top.value("settings"))
