@@ -273,3 +273,16 @@ def test_cancel_token() -> None:
     assert token.cancelled and token.wait(10) is True
     with pytest.raises(Cancelled, match="because"):
         token.check()
+
+
+def test_pipeline_timeout_while_producer_is_silent(tmp_path: Path) -> None:
+    ppid = tmp_path / "producer"
+    with pytest.raises(CommandTimeout, match="timed out"):
+        proc.pipeline(["sh", "-c", f"echo $$ > {ppid}; exec sleep 60"], ["cat"], timeout=0.5)
+    assert _gone(_pid_from(ppid))
+
+
+def test_run_without_capturing_stdout() -> None:
+    result = proc.run(["echo", "not captured"], capture_stdout=False)
+    assert result.stdout == b""
+    assert result.returncode == 0
