@@ -274,3 +274,22 @@ def test_compressed_data_sends_compressed_extents(make_fs: MakeFs) -> None:
     received = dst.mount / "data" / "data" / str(result.snapshot)
     assert result.bytes_written < (vol / "text.log").stat().st_size / 4
     assert tree_digest(received) == tree_digest(vol)
+
+
+def test_ioctl_info_agrees_with_btrfs_subvolume_show(make_fs: MakeFs) -> None:
+    from dataclasses import replace
+
+    from coldvault.jobs.btrfs import subvol
+
+    src, dst = make_fs("src"), make_fs("dst")
+    vol = create_subvolume(src.mount / "data")
+    result = run_job(job_for(vol), dst.mount / "data")
+    snap = src.mount / ".coldvault-snapshots" / "data" / "data" / str(result.snapshot)
+    copy = dst.mount / "data" / "data" / str(result.snapshot)
+    partial = create_subvolume(dst.mount / "data" / "data" / "writable")
+    for path in (snap, copy, vol, src.mount, partial):
+        shown = subvol.show(path)
+        assert subvol.info(path) == replace(shown, fs_path="")
+    assert subvol.info(copy).complete and not subvol.info(partial).complete
+    with pytest.raises(JobError, match="is not a Btrfs subvolume"):
+        subvol.info(src.mount / ".coldvault-snapshots")  # a plain folder

@@ -77,7 +77,7 @@ def _received(folder: Path) -> list[str]:
 def test_sigkill_mid_stream_then_next_run_cleans_up(
     make_fs: MakeFs, tmp_path: Path, coldvault_cmd: list[str]
 ) -> None:
-    src, dst = make_fs("src", 1200), make_fs("dst", 1200)
+    src, dst = make_fs("src", 800), make_fs("dst", 800)
     vol = create_subvolume(src.mount / "data")
     random_file(vol / "small.bin", MiB)
     config = write_config(tmp_path, dst.mount, [vol])
@@ -86,7 +86,7 @@ def test_sigkill_mid_stream_then_next_run_cleans_up(
     target = dst.mount / "data" / "data"
     [first_name] = _received(target)
 
-    random_file(vol / "big.bin", 600 * MiB)
+    random_file(vol / "big.bin", 300 * MiB)
     child = subprocess.Popen(
         [*coldvault_cmd, "--config", str(config), "run", "data"],
         stdout=subprocess.DEVNULL,
@@ -134,7 +134,7 @@ def test_sigkill_mid_stream_then_next_run_cleans_up(
 
 
 def test_target_too_small_fails_clearly_and_keeps_earlier_backups(make_fs: MakeFs) -> None:
-    src, dst = make_fs("src", 800), make_fs("dst", 160)
+    src, dst = make_fs("src", 600), make_fs("dst", 160)
     vol = create_subvolume(src.mount / "data")
     random_file(vol / "a.bin", 2 * MiB)
     job = job_for(vol)
@@ -142,7 +142,7 @@ def test_target_too_small_fails_clearly_and_keeps_earlier_backups(make_fs: MakeF
     first = run_job(job, job_dir)
     before = tree_digest(job_dir / "data" / str(first.snapshot))
 
-    random_file(vol / "huge.bin", 400 * MiB)
+    random_file(vol / "huge.bin", 250 * MiB)
     with pytest.raises(JobError, match="no space left") as caught:
         run_job(job, job_dir)
     assert "earlier backups are intact" in caught.value.message

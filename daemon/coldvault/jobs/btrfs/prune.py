@@ -26,5 +26,6 @@ def prune(folder: Path, source: str, rule: Retention, *, protect: Collection[str
     decision = retention.plan(named, rule, protect=protect)
     if decision.delete:
         log.info("retention: deleting %s from %s", ", ".join(decision.delete), folder)
-        subvol.delete([folder / name for name in decision.delete])
+        # No --commit-after: the next commit (at the latest the unmount) makes it durable.
+        subvol.delete([folder / name for name in decision.delete], commit=False)
     return list(decision.delete)

@@ -78,8 +78,7 @@ class BtrfsRunner:
         target = src.backup_dir(job_dir)
         target.mkdir(parents=True, exist_ok=True)
         src.snapshot_dir.mkdir(parents=True, exist_ok=True)
-        snapshots.remove_partial(target, src.name)
-        received = snapshots.scan(target, src.name)
+        received = snapshots.remove_partial(target, src.name)
         snapshots.update_links(target, [s.path.name for s in reversed(received)])
         choice = parent.choose(snapshots.scan(src.snapshot_dir, src.name), received)
         if choice.parent is None:
@@ -89,7 +88,7 @@ class BtrfsRunner:
 
         name = snapshots.new_name([src.snapshot_dir, target], src.name, datetime.now(UTC))
         subvol.snapshot_readonly(src.path, src.snapshot_dir / name)
-        snap = subvol.show(src.snapshot_dir / name)
+        snap = subvol.info(src.snapshot_dir / name)
         # No total: `btrfs filesystem du` would first walk the whole snapshot, which
         # costs time on every full send; progress shows bytes and rate instead.
         meter = ProgressMeter(self.job.name, "sending", progress)

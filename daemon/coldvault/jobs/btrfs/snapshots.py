@@ -91,8 +91,8 @@ def names_in(folder: Path, source: str) -> list[SnapshotName]:
 
 
 def scan(folder: Path, source: str) -> list[Subvolume]:
-    """``btrfs subvolume show`` of every snapshot of ``source`` in ``folder``, oldest first."""
-    return [subvol.show(folder / n.name) for n in names_in(folder, source)]
+    """What Btrfs knows about every snapshot of ``source`` in ``folder``, oldest first."""
+    return [subvol.info(folder / n.name) for n in names_in(folder, source)]
 
 
 def update_links(folder: Path, newest_first: Sequence[str]) -> None:
@@ -118,18 +118,20 @@ def _set_link(link: Path, target: str | None) -> None:
     tmp.replace(link)
 
 
-def remove_partial(folder: Path, source: str) -> list[str]:
+def remove_partial(folder: Path, source: str) -> list[Subvolume]:
     """Delete subvolumes of ``source`` in ``folder`` that are not complete received copies.
 
     A receive that failed or was killed leaves a writable subvolume without
-    ``received_uuid``; it is never a valid backup or parent. Returns the names deleted.
+    ``received_uuid``; it is never a valid backup or parent. Returns the complete
+    copies that remain, oldest first.
     """
-    partial = [s for s in scan(folder, source) if not s.complete]
+    found = scan(folder, source)
+    partial = [s for s in found if not s.complete]
     for s in partial:
         log.warning(
             "deleting %s: an earlier receive did not finish (%s)",
             s.path,
             "no received_uuid" if s.received_uuid is None else "not read-only",
         )
-    subvol.delete([s.path for s in partial])
-    return [s.path.name for s in partial]
+    subvol.delete([s.path for s in partial])  # committed: frees space before the send
+    return [s for s in found if s.complete]

@@ -7,12 +7,15 @@ recorded output.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import re
+import struct
+import uuid as uuidlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from coldvault.errors import CommandError, JobError
@@ -142,6 +145,49 @@ def looks_like_subvolume(path: Path) -> bool:
     except OSError:
         return False
     return st.st_ino == SUBVOL_ROOT_INODE and path.is_dir() and not path.is_symlink()
+
+
+# struct btrfs_ioctl_get_subvol_info_args (linux/btrfs.h, Linux 4.18+): what
+# `btrfs subvolume show` prints, from one ioctl instead of one process per subvolume.
+_INFO = struct.Struct("=Q256sQQQQ16s16s16sQQQQ" + "QI4x" * 4 + "64x")
+_IOC_GET_SUBVOL_INFO = (2 << 30) | (_INFO.size << 16) | (0x94 << 8) | 60
+_ROOT_SUBVOL_RDONLY = 1 << 0  # the root item flag (not the ioctl flag 1 << 1)
+
+
+def _uuid_bytes(raw: bytes) -> str | None:
+    return None if raw == bytes(16) else str(uuidlib.UUID(bytes=raw))
+
+
+def info(path: Path) -> Subvolume:
+    """The same facts as :func:`show` (but ``fs_path``), read with one ioctl (no process).
+
+    The ioctl describes the subvolume *containing* a path, so anything that is not
+    a subvolume's root directory goes to :func:`show`, which refuses it clearly.
+    """
+    if not looks_like_subvolume(path):
+        return show(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            buf = bytearray(_INFO.size)
+            fcntl.ioctl(fd, _IOC_GET_SUBVOL_INFO, buf)
+        finally:
+            os.close(fd)
+    except OSError:
+        return show(path)  # not Btrfs, or an old kernel: let btrfs-progs explain
+    f = _INFO.unpack(bytes(buf))
+    treeid, name, generation, flags = f[0], f[1], f[4], f[5]
+    return Subvolume(
+        path=path,
+        name=name.rstrip(b"\0").decode("utf-8", "replace") or "<FS_TREE>",
+        uuid=_uuid_bytes(f[6]) or "",
+        parent_uuid=_uuid_bytes(f[7]),
+        received_uuid=_uuid_bytes(f[8]),
+        subvol_id=treeid,
+        generation=generation,
+        readonly=bool(flags & _ROOT_SUBVOL_RDONLY),
+        created=datetime.fromtimestamp(f[15], UTC) if f[15] else None,
+    )
 
 
 def show(path: Path) -> Subvolume:

@@ -91,7 +91,7 @@ def send_receive(
             on_bytes=meter.update,
             cancel=cancel,
         )
-        received = subvol.show(dest)
+        received = subvol.info(dest)
         if not received.complete or received.received_uuid != expected:
             raise JobError(
                 f"received copy {dest} is not a finished backup "
