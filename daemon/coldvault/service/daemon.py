@@ -14,6 +14,7 @@ invalid new one is logged (CONFIG_REJECTED) and the old one kept.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import logging
 import os
 import select
@@ -353,6 +354,8 @@ class Daemon:
         def on_hup(_signum: int, _frame: FrameType | None) -> None:
             self._reload = True
 
+        # SIGUSR1 prints every thread's stack to stderr (the journal): a hung daemon explains itself.
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
         old_fd = signal.set_wakeup_fd(self._wake_w)
         old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
         signal.signal(signal.SIGTERM, on_stop)

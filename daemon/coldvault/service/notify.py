@@ -34,7 +34,14 @@ class Notifier:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.enabled = bool(os.environ.get("NOTIFY_SOCKET"))
         self._sd = sdnotify.SystemdNotifier() if self.enabled else None
+        if self._sd is not None and self._sd.socket is not None:
+            # A full receive queue must never block the main loop: drop the message instead.
+            self._sd.socket.setblocking(False)
         self.watchdog_every = watchdog_interval()
+        # Like sd_notify(unset_environment=1): children (hooks, systemd-inhibit) must not
+        # inherit the socket and send their own READY=/ERRNO= as if they were us.
+        for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
+            os.environ.pop(name, None)
         self._clock = clock
         self._last_ping = float("-inf")
         self._status: str | None = None
