@@ -354,7 +354,7 @@ class Daemon:
         def on_hup(_signum: int, _frame: FrameType | None) -> None:
             self._reload = True
 
-        # SIGUSR1 prints every thread's stack to stderr (the journal): a hung daemon explains itself.
+        # SIGUSR1 prints every thread's stack to stderr (the journal): a hung daemon says where.
         faulthandler.register(signal.SIGUSR1, all_threads=True)
         old_fd = signal.set_wakeup_fd(self._wake_w)
         old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
