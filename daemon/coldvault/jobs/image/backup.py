@@ -21,10 +21,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from coldvault import platform
-from coldvault.jobs.image.legacy import _hash_zeros
 from coldvault.jobs.image.manifest import Manifest, PartRecord, save
 from coldvault.jobs.image.parts import PartWriter, part_indexes, part_name, write_null_part
-from coldvault.jobs.image.reader import BlockStream, new_hasher, read_full
+from coldvault.jobs.image.reader import BlockStream, hash_zeros, new_hasher, read_full
 from coldvault.progress import ProgressMeter
 from coldvault.system.proc import CancelToken
 
@@ -104,7 +103,7 @@ class PartSink:
         return self.writer
 
     def _flush_zeros(self) -> None:
-        _hash_zeros(self.hasher, self.zero, self.pending)
+        hash_zeros(self.hasher, self.zero, self.pending)
         if self.write:
             writer = self._writer()
             view = memoryview(self.zero)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from coldvault.jobs.image.manifest import Manifest, PartRecord
 from coldvault.jobs.image.parts import part_indexes, part_name
-from coldvault.jobs.image.reader import new_hasher, read_full
+from coldvault.jobs.image.reader import hash_zeros, new_hasher, read_full
 from coldvault.system.proc import CancelToken
 
 log = logging.getLogger("coldvault.image")
@@ -36,23 +36,13 @@ def hash_part_file(path: Path, algorithm: str, block_size: int) -> tuple[str | N
                 offset += n
                 continue
             if all_zero:
-                _hash_zeros(hasher, zero, offset)
+                hash_zeros(hasher, zero, offset)
                 all_zero = False
             hasher.update(memoryview(buf)[:n])
             offset += n
     finally:
         os.close(fd)
     return (None if all_zero else hasher.hexdigest()), offset, all_zero
-
-
-def _hash_zeros(hasher: object, zero: bytes, count: int) -> None:
-    """Feed ``count`` zero bytes (parts are hashed lazily while they are all zero)."""
-    update = hasher.update  # type: ignore[attr-defined]
-    view = memoryview(zero)
-    while count > 0:
-        step = min(count, len(zero))
-        update(view[:step])
-        count -= step
 
 
 def adopt(

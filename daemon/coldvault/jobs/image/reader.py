@@ -61,6 +61,19 @@ def new_hasher(algorithm: str) -> Hasher:
     return hashlib.new(algorithm)
 
 
+def hash_zeros(hasher: Hasher, zero: bytes, count: int) -> None:
+    """Feed ``count`` zero bytes from the preallocated ``zero`` buffer.
+
+    Parts are hashed lazily while they are all zero, so an all-zero part is
+    never hashed at all.
+    """
+    view = memoryview(zero)
+    while count > 0:
+        step = min(count, len(zero))
+        hasher.update(view[:step])
+        count -= step
+
+
 def read_full(fd: int, view: memoryview, offset: int) -> int:
     """Fill ``view`` from ``offset``; return bytes read (less only at end of file)."""
     done = 0

@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 from coldvault.config.model import ImageJob
-from coldvault.errors import IntegrityError, JobError
+from coldvault.errors import JobError
 from coldvault.jobs.base import JobResult, RestoreRequest, VerifyReport
 from coldvault.jobs.image import legacy, listing, snapshots
 from coldvault.jobs.image import manifest as manifest_mod
@@ -251,6 +251,3 @@ class ImageRunner:
     def list(self, job_dir: Path) -> str:
         """A table of the job's snapshots."""
         return listing.table(job_dir, self.job.snapshots)
-
-
-__all__ = ["ImageRunner", "IntegrityError"]
