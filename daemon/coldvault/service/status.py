@@ -204,6 +204,8 @@ def render_text(report: Report, now: datetime | None = None) -> str:
         last = f"{j.last_success:%Y-%m-%d %H:%M} ({j.age} ago)" if j.last_success else "never"
         if j.next_due is None:
             nxt = "on plug" if "on plug" in j.schedule else "manual"
+        elif j.last_success is None:
+            nxt = "due now (OVERDUE: no backup exists)" if j.overdue else "due now"
         elif j.next_due <= now:
             late = format_age(now - j.next_due)
             nxt = f"OVERDUE by {late}" if j.overdue else f"due now (since {late})"
