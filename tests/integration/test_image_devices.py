@@ -180,3 +180,48 @@ def test_backup_disk_full_is_clear_and_keeps_earlier_snapshots(
     assert result.snapshot is not None
     assert folder_state(first) == before
     assert restore_bytes(job, point / "img", tmp_path / "out") == src.read_bytes()
+
+
+def _write_mbr(image: Path, start_sector: int, sectors: int) -> None:
+    """One Linux partition (type 0x83) in a classic MBR: what `sfdisk` would write."""
+    entry = bytes([0, 0, 0, 0, 0x83, 0, 0, 0]) + start_sector.to_bytes(4, "little")
+    entry += sectors.to_bytes(4, "little")
+    with image.open("r+b") as f:
+        f.seek(446)
+        f.write(entry + bytes(48) + b"\x55\xaa")
+
+
+def test_whole_disk_refused_when_a_partition_is_mounted(tmp_path: Path, mounts: list[Path]) -> None:
+    require_root()
+    require_programs("losetup", "partx", "mkfs.ext4", "mount")
+    img = tmp_path / "disk.img"
+    img.write_bytes(b"")
+    os.truncate(img, 12 * MiB)
+    _write_mbr(img, 2048, (12 * MiB - MiB) // 512)
+    dev = sh("losetup", "-f", "--show", "-P", str(img))
+    try:
+        part = Path(dev + "p1")
+        if not part.exists():
+            # This host kernel does not parse MBRs itself; partx adds the
+            # partition the table describes (BLKPG), as the kernel would.
+            sh("partx", "-a", dev)
+        assert part.exists()
+        sh("mkfs.ext4", "-q", str(part))
+        point = tmp_path / "mnt"
+        point.mkdir()
+        sh("mount", str(part), str(point))
+        mounts.append(point)
+        assert platform.mounted_read_write(Path(dev)) == [str(point)]
+        with pytest.raises(JobError, match=f"source {dev} is mounted read-write at {point}"):
+            run(make_job(dev), tmp_path / "b")
+        run(make_job(dev, allow_mounted=True), tmp_path / "b")
+        with pytest.raises(JobError, match="is mounted at"):
+            ImageRunner(make_job(dev)).restore(
+                tmp_path / "b", RestoreRequest(dest=Path(dev)), no_progress, CancelToken()
+            )
+        subprocess.run(["umount", str(point)], check=True)
+        mounts.remove(point)
+        assert platform.mounted_read_write(Path(dev)) == []
+        assert run(make_job(dev), tmp_path / "b").bytes_read == 12 * MiB
+    finally:
+        subprocess.run(["losetup", "-d", dev], check=False)

@@ -15,6 +15,7 @@ from coldvault.system.mounts import mounts_of_device
 BLKGETSIZE64 = 0x80081272  # _IOR(0x12, 114, size_t)
 BY_DIR = {"uuid": "by-uuid", "partuuid": "by-partuuid", "label": "by-label"}
 DISK_DIR = Path("/dev/disk")
+SYS_BLOCK = Path("/sys/class/block")
 
 
 def _udev_escape(label: str) -> str:
@@ -66,14 +67,48 @@ def device_size(fd: int) -> int:
         return os.lseek(fd, 0, os.SEEK_END)
 
 
+def related_devices(path: Path, sys_block: Path = SYS_BLOCK) -> list[Path]:
+    """``path`` plus its partitions and the devices stacked on it (LVM, LUKS, MD).
+
+    Found through sysfs (``/sys/class/block/NAME/NAMEp1``, ``holders/``), so a
+    whole disk counts as mounted when a partition or a volume on it is.
+    """
+    seen: list[Path] = []
+
+    def walk(name: str) -> None:
+        dev = Path("/dev") / name
+        if dev in seen:
+            return
+        seen.append(dev)
+        node = sys_block / name
+        if not node.is_dir():
+            return
+        for child in sorted(node.iterdir()):
+            if (child / "partition").exists():
+                walk(child.name)
+        holders = node / "holders"
+        if holders.is_dir():
+            for holder in sorted(holders.iterdir()):
+                walk(holder.name)
+
+    walk(os.path.basename(os.path.realpath(path)))
+    seen[0] = path
+    return seen
+
+
 def mounted_anywhere(path: Path) -> list[str]:
-    """Mount points of the block device ``path``."""
-    return [str(m.mount_point) for m in mounts_of_device(path)]
+    """Mount points of the block device ``path``, its partitions and stacked devices."""
+    return [str(m.mount_point) for d in related_devices(path) for m in mounts_of_device(d)]
 
 
 def mounted_read_write(path: Path) -> list[str]:
-    """Mount points where ``path`` is mounted read-write."""
-    return [str(m.mount_point) for m in mounts_of_device(path) if not m.read_only]
+    """Like :func:`mounted_anywhere`, only the read-write mounts."""
+    return [
+        str(m.mount_point)
+        for d in related_devices(path)
+        for m in mounts_of_device(d)
+        if not m.read_only
+    ]
 
 
 def begin_streaming(fd: int) -> None:
