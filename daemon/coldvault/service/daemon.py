@@ -47,6 +47,7 @@ RETRY_REJECTED_SECONDS = 3600.0  # a rejected disk: wait for a replug, or this l
 RETRY_BUSY_SECONDS = 10.0  # another coldvault process holds the lock
 RUNNING_REFRESH_SECONDS = 1.0  # STATUS= refresh while a job runs
 STOP_EXTEND_SECONDS = 30.0  # EXTEND_TIMEOUT_USEC step while a job winds down
+STOP_EXTEND_MAX_SECONDS = 600.0  # then stop asking: systemd's stop timeout kills a hung stop
 
 
 class _Session(threading.Thread):
@@ -119,6 +120,7 @@ class Daemon:
         self._watcher: DiskWatcher = disk_watcher(self.config.settings.poll_seconds)
         self._runtime = RuntimeStatus(self.config.settings.runtime_dir)
         self._state = st.StateFile(self.config.settings.state_file)
+        self._stack = DiskStack(self.config.disk)  # only for is_present(): never opened here
         self._schedule_wakeups()
 
     # -- main loop -------------------------------------------------------------------
@@ -188,7 +190,7 @@ class Daemon:
     # -- the disk and the jobs -------------------------------------------------------
 
     def _look_at_disk(self) -> None:
-        present = DiskStack(self.config.disk).is_present()
+        present = self._stack.is_present()
         disk = self.config.disk.device or self.config.disk.mount.point
         if present and self._present is False:
             emit(log, Event.DISK_APPEARED, f"backup disk {disk} appeared", device=str(disk))
@@ -336,6 +338,7 @@ class Daemon:
             self._watcher = disk_watcher(new.settings.poll_seconds)
         self._runtime = RuntimeStatus(new.settings.runtime_dir)
         self._state = st.StateFile(new.settings.state_file)
+        self._stack = DiskStack(new.disk)
         self._schedule_wakeups()
         emit(log, Event.CONFIG_RELOADED, f"configuration reloaded: {len(new.jobs)} job(s)")
 
@@ -376,8 +379,10 @@ class Daemon:
         session = self._session
         if session is not None:
             # The job stops at its next safe point, then the disk is torn down.
+            give_up = time.monotonic() + STOP_EXTEND_MAX_SECONDS
             while session.is_alive():
-                self.notifier.extend_timeout(STOP_EXTEND_SECONDS)
+                if time.monotonic() < give_up:
+                    self.notifier.extend_timeout(STOP_EXTEND_SECONDS)
                 self.notifier.status(f"stopping: {session.describe()}; tearing down")
                 session.join(STOP_EXTEND_SECONDS / 3)
                 self.notifier.watchdog()

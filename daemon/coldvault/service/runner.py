@@ -126,7 +126,7 @@ def run_session(
                 )
             raise
         except TokenRejected as exc:
-            emit(log, Event.TOKEN_REJECTED, str(exc), level=logging.ERROR)
+            # The disk stack logged TOKEN_REJECTED; every job of the session failed for it.
             _fail_unstarted(config, jobs, state, exc, clock)
             raise
         except (Cancelled, Busy):

@@ -1,0 +1,86 @@
+"""Guest scenario: a udev event for the backup disk wakes the daemon for a full cycle.
+
+The daemon runs with polling effectively off (``poll_seconds: 3600``), so only a
+udev block event can make it look again. Unplugging and plugging is done by
+removing and re-creating the array member's device-mapper device; udev then
+announces the new block device and creates ``/dev/mapper/cv-member``.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import ROOT, require
+from tests.vm.guest.conftest import MEMBER_DM, BackupDisk, sh
+
+WAIT = 300.0  # generous: software emulation
+
+
+def _wait(what: str, pred: object, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        if pred():  # type: ignore[operator]
+            return
+        assert proc.poll() is None, f"daemon exited while waiting for {what}:\n{log.read_text()}"
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}:\n{log.read_text()}")
+
+
+def test_udev_plug_triggers_open_run_close(disk: BackupDisk, tmp_path: Path) -> None:
+    require(Path("/run/udev/control").exists(), "udevd is not running in the guest")
+    config = json.loads(disk.config.read_text())
+    config["settings"] = {
+        "state_file": str(tmp_path / "state.json"),
+        "runtime_dir": str(tmp_path / "run"),
+        "lock_file": str(tmp_path / "lock"),
+        "poll_seconds": 3600,
+    }
+    config["jobs"] = [dict(config["jobs"][0], on_plug=True)]  # the image job
+    path = tmp_path / "daemon.yaml"
+    path.write_text(json.dumps(config))
+    state = tmp_path / "state.json"
+    log = tmp_path / "daemon.log"
+
+    table = f"0 {disk.sectors} linear {disk.loop} 0\n"
+    sh("dmsetup", "remove", MEMBER_DM)  # unplugged
+    sh("udevadm", "settle")
+    proc = None
+    try:
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "coldvault", "-c", str(path), "daemon"],
+                stdout=out,
+                stderr=out,
+                cwd=ROOT,
+            )
+        _wait("daemon start", lambda: "coldvault daemon started" in log.read_text(), proc, log)
+        assert "udev block events" in log.read_text()
+        assert not state.exists()  # nothing ran: the disk is absent
+
+        sh("dmsetup", "create", MEMBER_DM, input=table)  # plugged: udev announces it
+
+        def backed_up() -> bool:
+            if not state.exists():
+                return False
+            return bool(json.loads(state.read_text())["jobs"].get("img", {}).get("last_success"))
+
+        _wait("backup after the udev event", backed_up, proc, log)
+        text = log.read_text()
+        assert "appeared" in text and "img: backup finished" in text
+        # The session closed every layer it opened.
+        _wait("teardown", lambda: not any(disk.layers_open().values()), proc, log)
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(WAIT) == 0
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if not Path(f"/dev/mapper/{MEMBER_DM}").exists():
+            sh("dmsetup", "create", MEMBER_DM, input=table)
+            sh("udevadm", "settle")
