@@ -301,3 +301,10 @@ def test_after_runs_when_before_fails_and_when_the_job_fails(tmp_path: Path) -> 
     with pytest.raises(JobError, match="does not exist"):
         run(job, tmp_path / "b")  # type: ignore[arg-type]
     assert marker.exists()
+
+
+def test_macos_block_node_paths_become_raw_nodes() -> None:
+    assert macos.raw_path(Path("/dev/disk4s2")) == Path("/dev/rdisk4s2")
+    assert macos.raw_path(Path("/dev/disk4")) == Path("/dev/rdisk4")
+    assert macos.raw_path(Path("/dev/rdisk4")) == Path("/dev/rdisk4")
+    assert macos.raw_path(Path("/Users/me/disk.img")) == Path("/Users/me/disk.img")

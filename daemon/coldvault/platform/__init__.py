@@ -14,6 +14,7 @@ from pathlib import Path
 
 from coldvault.config.model import SourceRef
 from coldvault.errors import JobError
+from coldvault.platform.macos import raw_path as macos_raw_path
 
 IS_MACOS = sys.platform == "darwin"
 
@@ -32,6 +33,8 @@ def resolve_source(ref: SourceRef) -> Path:
                 f"image source {path} does not exist",
                 hint="check `source:` in the job, or attach the device",
             )
+        if IS_MACOS:  # pragma: no cover - macOS only
+            return macos_raw_path(path)
         return path
     return _impl.resolve(ref)
 

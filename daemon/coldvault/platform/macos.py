@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import plistlib
+import re
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -46,6 +47,13 @@ def raw_node(info: dict[str, Any]) -> Path:
     if not isinstance(ident, str) or not ident.startswith("disk"):
         raise JobError("diskutil info has no DeviceIdentifier")
     return Path("/dev/r" + ident)
+
+
+def raw_path(path: Path) -> Path:
+    """``/dev/diskNsM`` → ``/dev/rdiskNsM`` (unbuffered); anything else unchanged."""
+    if path.parent == Path("/dev") and re.fullmatch(r"disk\d+(s\d+)*", path.name):
+        return path.with_name("r" + path.name)
+    return path
 
 
 def matches(info: dict[str, Any], ref: SourceRef) -> bool:
