@@ -88,11 +88,14 @@ class DaemonEnv:
         self.notify = Notifications(tmp / "notify.sock")
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def write_config(self, jobs: list[dict[str, Any]], **settings: Any) -> None:
+    def write_config(
+        self, jobs: list[dict[str, Any]], disk: dict[str, Any] | None = None, **settings: Any
+    ) -> None:
         data = {
             "disk": {
                 "device": str(self.disk),
                 "mount": {"point": str(self.backup), "require_mount": False},
+                **(disk or {}),
             },
             "settings": {
                 "state_file": str(self.state),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -216,3 +217,40 @@ def test_run_hooks_failure_not_fatal_and_overdue_status(env: DaemonEnv) -> None:
 
     # Unknown job names are a config error, and nothing runs.
     assert env.cli("run", "nope").returncode == 78
+
+
+def _activity(env: DaemonEnv) -> str:
+    """The daemon's own one-line activity, from its runtime status file."""
+    try:
+        return str(json.loads((env.runtime / "status.json").read_text())["activity"])
+    except (OSError, ValueError, KeyError):
+        return ""
+
+
+def test_token_rejected_is_not_retried_until_replugged(env: DaemonEnv) -> None:
+    src = _small_source(env)
+    hash_file = env.tmp / "token.sha512"
+    hash_file.write_text(hashlib.sha512(b"right disk").hexdigest() + "  .token\n")
+    (env.backup / ".token").write_bytes(b"another disk")
+    env.write_config([image_job("home", src)], disk={"token": {"hash_file": str(hash_file)}})
+    env.disk.write_bytes(b"")
+    env.start(watchdog_usec=None)
+
+    env.wait_until(
+        "failure recorded", lambda: (env.job_state("home") or {}).get("result") == "failed"
+    )
+    state = env.job_state("home")
+    assert state is not None and "does not match" in state["error"]
+    env.wait_until("status says rejected", lambda: "token mismatch" in _activity(env))
+    env.notify.pump(3.0)  # six poll intervals with the wrong disk still attached
+    assert env.log_text().count("backup disk rejected") == 1  # no retry loop
+    assert list((env.backup).iterdir()) == [env.backup / ".token"]  # nothing written
+
+    # The right disk is plugged in: unplug, fix the token, plug again.
+    env.disk.unlink()
+    env.wait_until("unplug seen", lambda: "went away" in env.log_text())
+    (env.backup / ".token").write_bytes(b"right disk")
+    env.disk.write_bytes(b"")
+    env.wait_until("backup", lambda: (env.job_state("home") or {}).get("result") == "success")
+    assert completed_snapshots(env.backup / "home")
+    assert env.stop() == 0

@@ -198,7 +198,9 @@ class Daemon:
         elif not present and self._present:
             emit(log, Event.DISK_ABSENT, f"backup disk {disk} went away", device=str(disk))
         if not present:
-            self._rejected = False  # a replug gets a fresh token check
+            # A replug gets a fresh try: new token check, no back-off from the last disk.
+            self._rejected = False
+            self._hold_until = 0.0
         self._present = present
 
     def _maybe_start(self) -> None:
@@ -212,7 +214,8 @@ class Daemon:
                 now,
                 plugged=self._plugged,
             )
-            if not self._failed_recently(states.get(job.name), now)
+            # A failed job waits before its retry, unless the disk was just (re)plugged.
+            if self._plugged or not self._failed_recently(states.get(job.name), now)
         ]
         self._next_wake = self._seconds_to_next_due(states, now)
         if not todo:
