@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import signal
+import sys
 from collections.abc import Iterator
 from types import FrameType
 
@@ -86,6 +87,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             wait_lock=args.wait_lock,
             keep_open=args.keep_open,
         )
+    if sys.stderr.isatty():
+        print(file=sys.stderr)  # end the progress bar's line
     for o in outcome.jobs:
         line = f"{o.job}: {o.result} in {o.duration:.1f} s"
         print(line + (f": {o.error}" if o.error else ""))

@@ -66,4 +66,4 @@ def sleep_inhibited(why: str, *, enabled: bool = True) -> Iterator[None]:
                 os.killpg(child.pid, signal.SIGTERM)
             child.wait()
         elif code != 0:
-            log.info("no sleep inhibitor was held (`%s` exited with %s)", argv[0], code)
+            log.debug("no sleep inhibitor was held (`%s` exited with %s)", argv[0], code)
