@@ -167,6 +167,9 @@ class Daemon:
         idle = self._scheduler.idle_seconds if self._scheduler.jobs else None
         if idle is not None:
             timeout = min(timeout, idle)
+        held = self._hold_until - time.monotonic()
+        if held > 0:
+            timeout = min(timeout, held)
         until_ping = self.notifier.seconds_to_watchdog()
         if until_ping is not None:
             timeout = min(timeout, until_ping)
@@ -268,7 +271,8 @@ class Daemon:
             log.info("%s; retrying in %.0f s", err.message, RETRY_BUSY_SECONDS)
             self._hold_until = time.monotonic() + RETRY_BUSY_SECONDS
         elif isinstance(err, DiskAbsent):
-            pass  # it went away between the check and the open: wait for it again
+            # It went away between the check and the open: look again after a poll interval.
+            self._hold_until = time.monotonic() + self.config.settings.poll_seconds
         elif err is not None and not self.stop.cancelled:
             # Jobs recorded the failure; do not hammer a broken disk.
             self._hold_until = time.monotonic() + RETRY_FAILED_AFTER.total_seconds()
