@@ -70,7 +70,8 @@ def test_init_plan_has_the_design_stack_in_order() -> None:
     assert mdadm[:3] == ("mdadm", "--create", "/dev/md/backup")
     assert mdadm[-2:] == ("/dev/sdx1", "missing")
     assert "--level=1" in mdadm and "--metadata=1.2" in mdadm
-    assert ("vgcreate", "backup", "/dev/mapper/enc-backup") in argvs
+    vgcreate = ("vgcreate", "--setautoactivation", "n", "backup", "/dev/mapper/enc-backup")
+    assert vgcreate in argvs  # udev must not activate it behind coldvault's back
     assert ("mkfs.btrfs", "--quiet", "--label=backup", "/dev/backup/host1") in argvs
     actions = [s.action for s in plan.steps if s.action]
     assert actions == ["wait-partition", "write-key", "mkdir", "verify-mount", "write-token"]
@@ -122,7 +123,7 @@ def test_every_name_can_be_overridden() -> None:
         "mdadm --create /dev/md/vault",
         "luksAddKey --batch-mode --key-file=- /dev/md/vault /root/vault.key",
         "cryptsetup open --key-file=/root/vault.key /dev/md/vault enc-vault",
-        "vgcreate vg0 /dev/mapper/enc-vault",
+        "vgcreate --setautoactivation n vg0 /dev/mapper/enc-vault",
         "--size=10G --name=lv0 vg0",
         "--label=vaultfs /dev/vg0/lv0",
         "mount -t btrfs /dev/vg0/lv0 /mnt/vault",

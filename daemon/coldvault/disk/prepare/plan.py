@@ -202,7 +202,12 @@ def init_plan(opts: InitOptions, disk: Path, partitions: Sequence[Path] = ()) ->
             undo=("cryptsetup", "close", opts.luks_name),
         ),
         Step("LVM physical volume", argv=("pvcreate", "--yes", str(opts.mapper))),
-        Step(f"volume group {opts.vg}", argv=("vgcreate", opts.vg, str(opts.mapper))),
+        # No autoactivation: udev would otherwise activate the LV whenever LUKS opens,
+        # and coldvault, finding it active, would leave it so and fail to close LUKS.
+        Step(
+            f"volume group {opts.vg}, activated only by coldvault",
+            argv=("vgcreate", "--setautoactivation", "n", opts.vg, str(opts.mapper)),
+        ),
         Step(
             f"logical volume {opts.vg}/{opts.lv}",
             argv=(
