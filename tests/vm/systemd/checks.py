@@ -1,0 +1,346 @@
+"""The checks of the systemd VM test, run by coldvault-vmtest.service in the guest.
+
+systemd is PID 1 here (see ``init`` beside this file) and coldvault.service is the
+real hardened unit with ExecStart pointing at this checkout's venv. Each check
+drives the service the way an administrator would (systemctl, journalctl,
+plugging a loop device that carries LUKS + ext4) and records what it saw in
+``$CVTEST_OUT/results.json``; tests/vm/test_systemd.py asserts on the host. At the
+end the guest powers off through sysrq (systemd in "container" mode would only
+exit, which makes the kernel panic instead of powering off).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from coldvault.events import Event
+
+OUT = Path(os.environ["CVTEST_OUT"])
+WORK = Path("/run/cvtest")
+UNIT = "coldvault.service"
+MAPPING = "cvtest-backup"
+KEY = WORK / "backup.key"
+DISK = WORK / "disk.img"
+SOURCE = WORK / "source.img"
+CONFIG = WORK / "config.yaml"
+POINT = WORK / "mnt"
+HASH_FILE = WORK / "token.sha512"
+SD_MESSAGE_UNIT_STARTED = "39f53479d3a045ac8e11786248231fbf"
+
+results: dict[str, dict[str, object]] = {}
+
+
+def sh(*argv: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([str(a) for a in argv], capture_output=True, text=True, check=False)
+    if check and done.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, argv))} -> {done.returncode}: {done.stderr}")
+    return done
+
+
+def show(prop: str) -> str:
+    return sh("systemctl", "show", "-p", prop, "--value", UNIT).stdout.strip()
+
+
+def wait_for(what: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if what():
+            return True
+        time.sleep(0.5)
+    return what()
+
+
+def journal(*matches: str) -> list[dict[str, str]]:
+    """``journalctl -u coldvault MATCHES`` as JSON entries (oldest first)."""
+    out = sh("journalctl", "-u", UNIT, "-o", "json", "--no-pager", *matches, check=False).stdout
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def events(name: str) -> list[dict[str, str]]:
+    return journal(f"COLDVAULT_EVENT={name}")
+
+
+def record(name: str, ok: bool, detail: str, started: float) -> None:
+    results[name] = {"ok": ok, "detail": detail, "seconds": round(time.monotonic() - started, 1)}
+    (OUT / "results.json").write_text(json.dumps(results, indent=1))
+    print(f"CVTEST {'PASS' if ok else 'FAIL'} {name}: {detail}", flush=True)
+
+
+def check(name: str) -> Callable[[Callable[[], str]], Callable[[], None]]:
+    """Run the decorated function as one check: its return is the detail, raising fails."""
+
+    def wrap(fn: Callable[[], str]) -> Callable[[], None]:
+        def run() -> None:
+            started = time.monotonic()
+            try:
+                record(name, True, fn(), started)
+            except Exception as exc:
+                detail = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
+                record(name, False, detail, started)
+
+        return run
+
+    return wrap
+
+
+# --- the backup disk: a loop device carrying LUKS + ext4 and a token ------------------
+
+
+def plug() -> str:
+    return sh("losetup", "-f", "--show", DISK).stdout.strip()
+
+
+def unplug() -> None:
+    for line in sh("losetup", "-j", DISK).stdout.splitlines():
+        sh("losetup", "-d", line.split(":")[0])
+
+
+def make_disk() -> str:
+    """Build the disk; return the LUKS UUID (the daemon waits for /dev/disk/by-uuid/…)."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    KEY.write_bytes(os.urandom(64))
+    KEY.chmod(0o600)
+    with DISK.open("wb") as f:
+        f.truncate(256 << 20)
+    loop = plug()
+    try:
+        sh("cryptsetup", "luksFormat", "--batch-mode", "--type", "luks2", "--pbkdf", "pbkdf2",
+           "--pbkdf-force-iterations", "1000", "--key-file", KEY, loop)  # fmt: skip
+        uuid = sh("cryptsetup", "luksUUID", loop).stdout.strip()
+        sh("cryptsetup", "open", "--key-file", KEY, loop, "cvtest-setup")
+        sh("mkfs.ext4", "-q", "/dev/mapper/cvtest-setup")
+        POINT.mkdir(exist_ok=True)
+        sh("mount", "/dev/mapper/cvtest-setup", POINT)
+        token = os.urandom(1024)
+        (POINT / ".token").write_bytes(token)
+        digest = sh("sha512sum", POINT / ".token").stdout.split()[0]
+        HASH_FILE.write_text(f"{digest}  .token\n")
+        sh("umount", POINT)
+        sh("cryptsetup", "close", "cvtest-setup")
+    finally:
+        sh("losetup", "-d", loop, check=False)
+    return uuid
+
+
+def write_config(uuid: str, text: str | None = None) -> None:
+    CONFIG.write_text(
+        text
+        or f"""
+disk:
+  device: /dev/disk/by-uuid/{uuid}
+  luks:
+    key_file: {KEY}
+    name: {MAPPING}
+  mount:
+    point: {POINT}
+    fstype: ext4
+  token:
+    hash_file: {HASH_FILE}
+settings:
+  poll_seconds: 2
+  inhibit_sleep: false
+jobs:
+  - name: img
+    type: image
+    source: {SOURCE}
+    part_size: 4M
+    block_size: 1M
+    snapshots: 0
+    hash: sha256
+    on_plug: true
+"""
+    )
+
+
+def new_source(megabytes: int) -> None:
+    SOURCE.write_bytes(os.urandom(megabytes << 20))
+
+
+def mapping_open() -> bool:
+    return Path("/dev/mapper", MAPPING).exists()
+
+
+def backup_matches_source() -> str:
+    """Open the disk by hand (read-only) and compare the parts with the source."""
+    loop = plug()
+    try:
+        sh("cryptsetup", "open", "--readonly", "--key-file", KEY, loop, "cvtest-check")
+        try:
+            POINT.mkdir(exist_ok=True)
+            sh("mount", "-o", "ro", "/dev/mapper/cvtest-check", POINT)
+            try:
+                parts = sorted((POINT / "img").rglob("part_*"))
+                data = b"".join(p.read_bytes() or bytes(4 << 20) for p in parts)
+                source = SOURCE.read_bytes()
+                assert data[: len(source)] == source, f"{len(parts)} parts differ from the source"
+                return f"{len(parts)} parts under img/ equal the {len(source) >> 20} MiB source"
+            finally:
+                sh("umount", POINT)
+        finally:
+            sh("cryptsetup", "close", "cvtest-check")
+    finally:
+        sh("losetup", "-d", loop, check=False)
+
+
+# --- the checks ------------------------------------------------------------------------
+
+
+@check("start_reaches_active_after_ready")
+def start() -> str:
+    begin = time.monotonic()
+    sh("systemctl", "start", UNIT)
+    state = (show("ActiveState"), show("SubState"))
+    assert state == ("active", "running"), f"after systemctl start: {state}"
+    pid = show("MainPID")
+    entries = journal()
+    started = [
+        i
+        for i, e in enumerate(entries)
+        if e.get("MESSAGE_ID") == SD_MESSAGE_UNIT_STARTED and e.get("_PID") == "1"
+    ]
+    ours = [
+        i
+        for i, e in enumerate(entries)
+        if e.get("COLDVAULT_EVENT") == "daemon_started" and e.get("_PID") == pid
+    ]
+    assert ours, "no daemon_started event from the main process"
+    assert started, "systemd logged no 'Started' for the unit"
+    # Type=notify: systemd calls the unit started only when READY=1 arrives, which the
+    # daemon sends after its startup (daemon_started is logged before READY=1).
+    assert ours[-1] < started[-1], "the unit was 'Started' before the daemon had started"
+    return f"active (running) pid {pid} after {time.monotonic() - begin:.1f}s, Started after READY"
+
+
+@check("status_shows_status_line")
+def status() -> str:
+    text = show("StatusText")
+    assert text, "no STATUS= text"
+    out = sh("systemctl", "status", "--no-pager", UNIT, check=False).stdout
+    lines = [line.strip() for line in out.splitlines() if line.strip().startswith("Status:")]
+    assert lines, f"no Status: line in systemctl status:\n{out}"
+    return lines[0]
+
+
+@check("journal_has_structured_events")
+def structured() -> str:
+    found = events("daemon_started")
+    assert found, "journalctl -u coldvault COLDVAULT_EVENT=daemon_started found nothing"
+    entry = found[-1]
+    assert entry.get("MESSAGE_ID") == Event.DAEMON_STARTED.message_id, entry.get("MESSAGE_ID")
+    return f"COLDVAULT_EVENT=daemon_started: {entry.get('MESSAGE')!r}"
+
+
+@check("plugging_the_disk_triggers_a_backup")
+def plugged() -> str:
+    before = len(events("job_finished"))
+    plug()
+    try:
+        done = wait_for(lambda: len(events("job_finished")) > before, 240)
+        failed = [e.get("MESSAGE") for e in events("job_failed")]
+        assert done, f"no job_finished within 240 s; job_failed: {failed}"
+        closed = wait_for(lambda: not mapping_open(), 60)
+        assert closed, f"/dev/mapper/{MAPPING} still open after the run"
+        assert events("disk_opened") and events("disk_closed"), "no disk_opened/closed events"
+    finally:
+        unplug()
+    return backup_matches_source()
+
+
+@check("stop_tears_the_stack_down")
+def stop() -> str:
+    new_source(160)  # big enough that the job still runs when stop arrives
+    before = len(events("job_started"))
+    plug()
+    try:
+        started = wait_for(lambda: len(events("job_started")) > before, 240)
+        assert started, "the job did not start after plugging the disk"
+        assert mapping_open(), "the LUKS mapping is not open while the job runs"
+        begin = time.monotonic()
+        sh("systemctl", "stop", UNIT)
+        took = time.monotonic() - begin
+        assert not mapping_open(), f"/dev/mapper/{MAPPING} left open after systemctl stop"
+        state = (show("ActiveState"), show("Result"))
+        assert state == ("inactive", "success"), f"after stop: {state}"
+        cancelled = events("job_cancelled") or events("job_finished")[before:]
+        closed = events("disk_closed")
+    finally:
+        unplug()
+    assert closed, "no disk_closed event"
+    what = "job cancelled" if events("job_cancelled") else "job had finished"
+    return f"stopped in {took:.1f}s, {what}, mapping closed ({len(cancelled)} job end events)"
+
+
+@check("watchdog_restarts_a_hung_daemon")
+def watchdog() -> str:
+    sh("systemctl", "start", UNIT)
+    pid = show("MainPID")
+    restarts = int(show("NRestarts"))
+    os.kill(int(pid), 19)  # SIGSTOP: the main loop stops pinging WATCHDOG=1
+    again = wait_for(
+        lambda: show("MainPID") not in ("0", pid) and show("ActiveState") == "active", 120
+    )
+    assert again, f"not restarted: {show('ActiveState')}/{show('SubState')} pid {show('MainPID')}"
+    assert int(show("NRestarts")) == restarts + 1, f"NRestarts {show('NRestarts')}"
+    timeouts = [
+        e.get("MESSAGE", "") for e in journal() if "atchdog timeout" in str(e.get("MESSAGE", ""))
+    ]
+    assert timeouts, "systemd logged no watchdog timeout"
+    return f"{timeouts[-1]!r}; new pid {show('MainPID')}, NRestarts {show('NRestarts')}"
+
+
+@check("broken_config_stops_without_restart_loop")
+def broken() -> str:
+    sh("systemctl", "stop", UNIT)
+    good = CONFIG.read_text()
+    write_config("", "jobs:\n  - name: x\n    type: nonsense\n")
+    try:
+        sh("systemctl", "reset-failed", UNIT, check=False)
+        done = sh("systemctl", "start", UNIT, check=False)
+        assert done.returncode != 0, "systemctl start succeeded with a broken config"
+        restart_sec = 1.0  # the test drop-in's RestartSec
+        time.sleep(restart_sec * 8)
+        state = (show("ActiveState"), show("ExecMainStatus"), show("NRestarts"))
+        assert state == ("failed", "78", "0"), f"(ActiveState, ExecMainStatus, NRestarts) {state}"
+        messages = [str(e.get("MESSAGE", "")) for e in journal()]
+        assert not any("Traceback" in m for m in messages), "a traceback reached the journal"
+    finally:
+        CONFIG.write_text(good)
+    return f"ActiveState={state[0]} ExecMainStatus={state[1]} NRestarts={state[2]}"
+
+
+def main() -> int:
+    OUT.mkdir(parents=True, exist_ok=True)
+    begin = time.monotonic()
+    try:
+        for module in ("loop", "dm-mod", "dm-crypt", "ext4"):
+            sh("modprobe", module, check=False)
+        udev = sh("systemctl", "is-active", "systemd-udevd.service", check=False).stdout.strip()
+        print(f"CVTEST udevd {udev}", flush=True)
+        uuid = make_disk()
+        new_source(24)
+        write_config(uuid)
+        for run in (start, status, structured, plugged, stop, watchdog, broken):
+            run()
+    except Exception:
+        record("setup", False, traceback.format_exc(), begin)
+    finally:
+        results["_guest_seconds"] = {"ok": True, "detail": f"{time.monotonic() - begin:.0f}"}
+        (OUT / "results.json").write_text(json.dumps(results, indent=1))
+        log = sh("journalctl", "-b", "--no-pager", "-o", "short-monotonic", check=False).stdout
+        (OUT / "journal.txt").write_text(log)
+        shutil.rmtree(WORK, ignore_errors=True)
+        os.sync()
+        Path("/proc/sysrq-trigger").write_text("o")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
