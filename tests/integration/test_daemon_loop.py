@@ -254,3 +254,19 @@ def test_token_rejected_is_not_retried_until_replugged(env: DaemonEnv) -> None:
     env.wait_until("backup", lambda: (env.job_state("home") or {}).get("result") == "success")
     assert completed_snapshots(env.backup / "home")
     assert env.stop() == 0
+
+
+def test_damaged_state_file_holds_jobs_without_crashing(env: DaemonEnv) -> None:
+    src = _small_source(env)
+    env.write_config([image_job("home", src)])
+    env.state.write_text("{ not json")
+    env.disk.write_bytes(b"")
+    env.start(watchdog_usec=None)
+    env.wait_until("status names the problem", lambda: "state file" in _activity(env))
+    assert "is damaged" in _activity(env)
+    assert completed_snapshots(env.backup / "home") == []  # nothing ran blind
+
+    env.state.unlink()  # the user moved it aside, as the message suggests
+    env.wait_until("backup", lambda: (env.job_state("home") or {}).get("result") == "success")
+    assert env.log_text().count("is damaged") == 1  # logged once, not every turn
+    assert env.stop() == 0

@@ -121,6 +121,7 @@ class Daemon:
         self._runtime = RuntimeStatus(self.config.settings.runtime_dir)
         self._state = st.StateFile(self.config.settings.state_file)
         self._stack = DiskStack(self.config.disk)  # only for is_present(): never opened here
+        self._state_error: str | None = None
         self._schedule_wakeups()
 
     # -- main loop -------------------------------------------------------------------
@@ -206,9 +207,24 @@ class Daemon:
             self._hold_until = 0.0
         self._present = present
 
+    def _states(self) -> dict[str, st.JobState] | None:
+        """The state file's content; None (logged once per distinct error) when unreadable."""
+        try:
+            states = self._state.load()
+        except ColdvaultError as exc:
+            if exc.message != self._state_error:
+                log.error("%s", exc)
+            self._state_error = exc.message
+            return None
+        self._state_error = None
+        return states
+
     def _maybe_start(self) -> None:
         now = self._clock()
-        states = self._state.load()
+        states = self._states()
+        if states is None:  # never run jobs blind: we would not know what is due
+            self._next_wake = self.config.settings.poll_seconds
+            return
         todo = [
             job
             for job in due.jobs_to_run(
@@ -289,7 +305,9 @@ class Daemon:
 
     def _next_text(self) -> str:
         now = self._clock()
-        states = self._state.load()
+        states = self._states()
+        if states is None:
+            return f"state file unreadable: {self._state_error}"
         soonest: tuple[datetime, str] | None = None
         plug_only = []
         for job in self.config.jobs:

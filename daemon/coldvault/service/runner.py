@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from coldvault.config.model import Config, Job
 from coldvault.errors import Busy, Cancelled, ColdvaultError, DiskAbsent, TokenRejected
@@ -153,7 +154,8 @@ def _fail_unstarted(
     """Record a session-level failure against every job that could not run."""
     now = clock()
     for job in jobs:
-        state.update(
+        _record(
+            state,
             job.name,
             last_attempt=now,
             result=st.FAILED,
@@ -190,7 +192,8 @@ def _run_job(
                 level=logging.WARNING,
                 duration=f"{took:.1f}",
             )
-            state.update(
+            _record(
+                state,
                 job.name,
                 last_attempt=started_at,
                 result=st.CANCELLED,
@@ -216,7 +219,8 @@ def _run_job(
                 error=reason,
                 duration=f"{took:.1f}",
             )
-            state.update(
+            _record(
+                state,
                 job.name,
                 last_attempt=started_at,
                 result=st.FAILED,
@@ -238,7 +242,8 @@ def _run_job(
         duration=f"{took:.1f}",
         snapshot=result.snapshot or "",
     )
-    state.update(
+    _record(
+        state,
         job.name,
         last_attempt=started_at,
         last_success=started_at,
@@ -251,6 +256,14 @@ def _run_job(
     )
     _hooks(config, job, "on_success", None, list(excerpt.lines))
     return JobOutcome(job.name, st.SUCCESS, result.bytes_written, took)
+
+
+def _record(state: st.StateFile, job: str, **changes: Any) -> None:
+    """Update the state file; a failure to write it is logged, never turned into a job failure."""
+    try:
+        state.update(job, **changes)
+    except ColdvaultError as exc:
+        log.error("%s: result not recorded: %s", job, exc)
 
 
 def _hooks(config: Config, job: Job, kind: str, error: str | None, lines: list[str]) -> None:
