@@ -293,3 +293,23 @@ def test_ioctl_info_agrees_with_btrfs_subvolume_show(make_fs: MakeFs) -> None:
     assert subvol.info(copy).complete and not subvol.info(partial).complete
     with pytest.raises(JobError, match="is not a Btrfs subvolume"):
         subvol.info(src.mount / ".coldvault-snapshots")  # a plain folder
+
+
+def test_retention_never_deletes_the_shared_parent_even_when_outranked(make_fs: MakeFs) -> None:
+    src, dst = make_fs("src"), make_fs("dst")
+    vol = create_subvolume(src.mount / "data")
+    random_file(vol / "big.bin", 8 * MiB)
+    job = job_for(vol, source_keep=1, target_keep=1)
+    job_dir = dst.mount / "data"
+    snaps = _snapdir(src.mount, "data", "data")
+    first = run_job(job, job_dir)
+    # A read-only snapshot with a name from the future (a clock that was wrong once):
+    # by name it is the newest, so keep_last=1 alone would keep only it.
+    sh("btrfs", "subvolume", "snapshot", "-r", vol, snaps / "data.20991231T000000Z")
+    second = run_job(job, job_dir)
+    assert f"incremental from {first.snapshot}" in second.summary
+    kept = sorted(p.name for p in snaps.iterdir() if not p.is_symlink())
+    assert kept == sorted([str(second.snapshot), "data.20991231T000000Z"])
+    random_file(vol / "more.bin", 4096)
+    third = run_job(job, job_dir)
+    assert f"incremental from {second.snapshot}" in third.summary
