@@ -6,11 +6,13 @@ also booted under a real systemd in tests/vm/test_systemd.py.
 
 from __future__ import annotations
 
+import os
 import plistlib
 import re
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -282,3 +284,52 @@ def test_install_service_refuses_an_unwritable_prefix_without_traceback(tmp_path
     done = run_coldvault("install-service", "--for", "systemd", "--prefix", blocker)
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
+
+
+# --- the daemon's macOS code paths the plist relies on -------------------------------
+# (diskutil parsing is tested on recorded output in tests/unit/test_image_platform.py)
+
+
+def test_macos_daemon_polls_for_the_disk(monkeypatch: pytest.MonkeyPatch) -> None:
+    from coldvault.platform.hotplug import PollingWatcher, disk_watcher
+
+    monkeypatch.setattr(sys, "platform", "darwin")
+    watcher = disk_watcher(7.0)
+    assert isinstance(watcher, PollingWatcher)
+    assert watcher.recheck_seconds == 7.0
+    assert watcher.fileno() is None
+
+
+def test_macos_backup_holds_caffeinate_for_its_own_pid(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The macOS inhibitor path: `caffeinate -i -w PID` runs during the block, not after.
+
+    caffeinate cannot run here; the stand-in records its argv and, like
+    caffeinate -w, lives until the watched process ends or it is signalled.
+    """
+    from coldvault.service.inhibit import sleep_inhibited
+
+    seen = tmp_path / "argv"
+    fake = tmp_path / "bin" / "caffeinate"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\necho "$@" > {seen}\nexec tail --pid="$3" -f /dev/null\n')
+    fake.chmod(0o755)
+    monkeypatch.setattr(sys, "platform", "darwin")
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    with sleep_inhibited("backup"):
+        deadline = time.monotonic() + 30
+        while not seen.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert seen.read_text().split() == ["-i", "-w", str(os.getpid())]
+        running = [p for p in Path("/proc").glob("[0-9]*") if _cmdline(p).startswith("tail --pid")]
+        assert any(f"--pid={os.getpid()}" in _cmdline(p) for p in running)
+    leftover = [p for p in Path("/proc").glob("[0-9]*") if f"--pid={os.getpid()}" in _cmdline(p)]
+    assert not leftover, "the caffeinate stand-in outlived the backup"
+
+
+def _cmdline(proc_dir: Path) -> str:
+    try:
+        return (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""
