@@ -154,16 +154,7 @@ def _fail_unstarted(
     """Record a session-level failure against every job that could not run."""
     now = clock()
     for job in jobs:
-        _record(
-            state,
-            job.name,
-            last_attempt=now,
-            result=st.FAILED,
-            error=exc.message,
-            bytes_read=0,
-            bytes_written=0,
-            duration=0.0,
-        )
+        _record_unfinished(state, job.name, now, st.FAILED, exc.message, 0.0)
         _hooks(config, job, "on_failure", exc.message, [str(exc)])
 
 
@@ -192,16 +183,7 @@ def _run_job(
                 level=logging.WARNING,
                 duration=f"{took:.1f}",
             )
-            _record(
-                state,
-                job.name,
-                last_attempt=started_at,
-                result=st.CANCELLED,
-                error=None,
-                bytes_read=0,
-                bytes_written=0,
-                duration=took,
-            )
+            _record_unfinished(state, job.name, started_at, st.CANCELLED, None, took)
             return JobOutcome(job.name, st.CANCELLED, duration=took)
         except Exception as exc:
             took = time.monotonic() - start
@@ -219,16 +201,7 @@ def _run_job(
                 error=reason,
                 duration=f"{took:.1f}",
             )
-            _record(
-                state,
-                job.name,
-                last_attempt=started_at,
-                result=st.FAILED,
-                error=reason,
-                bytes_read=0,
-                bytes_written=0,
-                duration=took,
-            )
+            _record_unfinished(state, job.name, started_at, st.FAILED, reason, took)
             _hooks(config, job, "on_failure", reason, list(excerpt.lines))
             return JobOutcome(job.name, st.FAILED, duration=took, error=reason)
     took = time.monotonic() - start
@@ -264,6 +237,27 @@ def _record(state: st.StateFile, job: str, **changes: Any) -> None:
         state.update(job, **changes)
     except ColdvaultError as exc:
         log.error("%s: result not recorded: %s", job, exc)
+
+
+def _record_unfinished(
+    state: st.StateFile,
+    job: str,
+    started_at: datetime,
+    result: str,
+    error: str | None,
+    took: float,
+) -> None:
+    """Record an attempt that did not succeed (the last success stays as it was)."""
+    _record(
+        state,
+        job,
+        last_attempt=started_at,
+        result=result,
+        error=error,
+        bytes_read=0,
+        bytes_written=0,
+        duration=took,
+    )
 
 
 def _hooks(config: Config, job: Job, kind: str, error: str | None, lines: list[str]) -> None:
