@@ -67,7 +67,7 @@ def check(source: Source) -> Subvolume:
 
 
 def nested_subvolumes(source: Source, info: Subvolume) -> list[Path]:
-    """Subvolumes inside the source (not part of its snapshots), except our own snapshots."""
+    """Subvolumes inside the source (not part of its snapshots), except coldvault snapshots."""
     prefix = f"{info.fs_path}/" if info.fs_path else ""
     own = source.snapshot_dir.parent.resolve()
     nested = []
@@ -77,6 +77,8 @@ def nested_subvolumes(source: Source, info: Subvolume) -> list[Path]:
         path = source.path / entry.path[len(prefix) :]
         if path.resolve() == own or own in path.resolve().parents:
             continue
+        if SNAPSHOT_DIR_NAME in path.relative_to(source.path).parts:
+            continue  # snapshots of this or another coldvault job
         nested.append(path)
     return nested
 
