@@ -54,7 +54,7 @@ def check(source: Source) -> Subvolume:
     if not source.path.exists():
         raise JobError(f"source {source.path} does not exist", hint="check the job's sources")
     src_mount = subvol.require_btrfs(source.path, "source")
-    info = subvol.show(source.path)
+    info = subvol.info(source.path)  # not a subvolume: `btrfs subvolume show` says why
     snap_mount = subvol.containing_mount(source.snapshot_dir)
     if not subvol.same_filesystem(src_mount, snap_mount):
         raise JobError(
@@ -68,10 +68,15 @@ def check(source: Source) -> Subvolume:
 
 def nested_subvolumes(source: Source, info: Subvolume) -> list[Path]:
     """Subvolumes inside the source (not part of its snapshots), except coldvault snapshots."""
-    prefix = f"{info.fs_path}/" if info.fs_path else ""
+    entries = subvol.list_below(source.path)
+    if not entries:
+        return []
+    # Listed paths start at the filesystem's top; only `show` knows where the source is.
+    fs_path = info.fs_path or subvol.show(source.path).fs_path
+    prefix = f"{fs_path}/" if fs_path else ""
     own = source.snapshot_dir.parent.resolve()
     nested = []
-    for entry in subvol.list_below(source.path):
+    for entry in entries:
         if not entry.path.startswith(prefix):
             continue
         path = source.path / entry.path[len(prefix) :]
