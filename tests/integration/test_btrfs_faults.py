@@ -216,3 +216,42 @@ def test_verify_finds_incomplete_copy(make_fs: MakeFs) -> None:
     assert not report.ok
     assert any("not read-only" in p for p in report.problems)
     assert report.items_checked >= 2
+
+
+def _physical_offset(device: str, path: Path) -> int:
+    """Byte offset on ``device`` of the first data block of ``path`` (single data profile)."""
+    extents = [ln.split() for ln in sh("filefrag", "-v", "-b4096", path).splitlines()]
+    first = next(f for f in extents if f and f[0] == "0:")
+    logical = int(first[3].rstrip(".:")) * 4096  # Btrfs reports its logical address
+    for line in sh("btrfs-map-logical", "-l", str(logical), device).splitlines():
+        words = line.split()
+        if "physical" in words:
+            return int(words[words.index("physical") + 1])
+    raise AssertionError(f"btrfs-map-logical found no mapping for {logical}")
+
+
+def test_verify_finds_a_damaged_block(make_fs: MakeFs) -> None:
+    from tests.conftest import require_programs
+
+    require_programs("filefrag", "btrfs-map-logical")
+    src, dst = make_fs("src"), make_fs("dst")
+    vol = create_subvolume(src.mount / "data")
+    random_file(vol / "a.bin", MiB)
+    random_file(vol / "b.bin", MiB)
+    job = job_for(vol)
+    first = run_job(job, dst.mount / "data")
+    report = BtrfsRunner(job).verify(dst.mount / "data", None, False, lambda _: None, CancelToken())
+    assert report.ok, report.problems
+
+    copy = dst.mount / "data" / "data" / str(first.snapshot)
+    sh("sync")
+    offset = _physical_offset(dst.device, copy / "a.bin")
+    with open(dst.device, "r+b") as dev:  # damage one block behind Btrfs's back
+        dev.seek(offset)
+        dev.write(b"\xff" * 4096)
+        dev.flush()
+        os.fsync(dev.fileno())
+    report = BtrfsRunner(job).verify(dst.mount / "data", None, False, lambda _: None, CancelToken())
+    assert not report.ok
+    assert [p for p in report.problems if "a.bin" in p and "cannot be read back" in p]
+    assert not [p for p in report.problems if "b.bin" in p]

@@ -1,10 +1,10 @@
 """``coldvault verify`` for btrfs jobs.
 
 Each chosen received snapshot must be read-only with ``received_uuid`` set,
-and every regular file in it is read to the end: Btrfs checks each data
-block's checksum on read, so a read error (EIO) names a damaged file. This is
-a per-snapshot check without ``btrfs scrub`` (which would scan the whole disk,
-and needs no job).
+and every regular file in it is read to the end, bypassing cached pages: Btrfs
+checks each data block's checksum on read, so a read error (EIO) names a
+damaged file. This is a per-snapshot check without ``btrfs scrub`` (which would
+scan the whole disk, and needs no job).
 """
 
 from __future__ import annotations
@@ -79,6 +79,9 @@ def read_all(root: Path, meter: ProgressMeter, cancel: proc.CancelToken) -> tupl
                 continue
             try:
                 with open(path, "rb", buffering=0) as f:
+                    # Drop cached pages first so the blocks (and their checksums) come
+                    # from the disk, not from memory filled when the backup was written.
+                    os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
                     while chunk := f.read(_CHUNK):
                         meter.update(meter.done + len(chunk))
             except OSError as exc:
