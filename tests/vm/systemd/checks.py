@@ -168,26 +168,27 @@ def mapping_open() -> bool:
     return Path("/dev/mapper", MAPPING).exists()
 
 
-def backup_matches_source() -> str:
-    """Open the disk by hand (read-only) and compare the parts with the source."""
-    loop = plug()
+def backup_matches_source(loop: str) -> str:
+    """Open the still-plugged disk by hand (read-only) and compare the parts with the source.
+
+    Done while the disk stays plugged after the daemon closed it: plugging it again
+    would make the daemon (on_plug) open it at the same time.
+    """
+    sh("cryptsetup", "open", "--readonly", "--key-file", KEY, loop, "cvtest-check")
     try:
-        sh("cryptsetup", "open", "--readonly", "--key-file", KEY, loop, "cvtest-check")
+        point = WORK / "check"
+        point.mkdir(exist_ok=True)
+        sh("mount", "-o", "ro", "/dev/mapper/cvtest-check", point)
         try:
-            POINT.mkdir(exist_ok=True)
-            sh("mount", "-o", "ro", "/dev/mapper/cvtest-check", POINT)
-            try:
-                parts = sorted((POINT / "img").rglob("part_*"))
-                data = b"".join(p.read_bytes() or bytes(4 << 20) for p in parts)
-                source = SOURCE.read_bytes()
-                assert data[: len(source)] == source, f"{len(parts)} parts differ from the source"
-                return f"{len(parts)} parts under img/ equal the {len(source) >> 20} MiB source"
-            finally:
-                sh("umount", POINT)
+            parts = sorted((point / "img").rglob("part_*"))
+            data = b"".join(p.read_bytes() or bytes(4 << 20) for p in parts)
+            source = SOURCE.read_bytes()
+            assert data[: len(source)] == source, f"{len(parts)} parts differ from the source"
+            return f"{len(parts)} parts under img/ equal the {len(source) >> 20} MiB source"
         finally:
-            sh("cryptsetup", "close", "cvtest-check")
+            sh("umount", point)
     finally:
-        sh("losetup", "-d", loop, check=False)
+        sh("cryptsetup", "close", "cvtest-check")
 
 
 # --- the checks ------------------------------------------------------------------------
@@ -241,7 +242,7 @@ def structured() -> str:
 @check("plugging_the_disk_triggers_a_backup")
 def plugged() -> str:
     before = len(events("job_finished"))
-    plug()
+    loop = plug()
     try:
         done = wait_for(lambda: len(events("job_finished")) > before, 240)
         failed = [e.get("MESSAGE") for e in events("job_failed")]
@@ -249,9 +250,9 @@ def plugged() -> str:
         closed = wait_for(lambda: not mapping_open(), 60)
         assert closed, f"/dev/mapper/{MAPPING} still open after the run"
         assert events("disk_opened") and events("disk_closed"), "no disk_opened/closed events"
+        return backup_matches_source(loop)
     finally:
         unplug()
-    return backup_matches_source()
 
 
 @check("stop_tears_the_stack_down")
