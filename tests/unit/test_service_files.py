@@ -220,6 +220,21 @@ def test_each_hardening_directive_is_set_or_its_absence_explained(directive: str
     assert explained, f"{directive}= is neither set nor explained in a comment"
 
 
+def test_install_service_puts_the_catalog_where_journalctl_reads_it(tmp_path: Path) -> None:
+    require_programs("journalctl")
+    from coldvault.events import Event
+
+    done = run_coldvault("install-service", "--for", "systemd", "--prefix", tmp_path)
+    assert done.returncode == 0, done.stderr
+    root = f"--root={tmp_path}"
+    subprocess.run(["journalctl", root, "--update-catalog"], check=True, capture_output=True)
+    listed = subprocess.run(
+        ["journalctl", root, "--list-catalog"], check=True, capture_output=True, text=True
+    ).stdout
+    missing = [e.name for e in Event if e.message_id not in listed]
+    assert not missing, f"not in the installed catalog: {missing}"
+
+
 # --- the launchd plist ---------------------------------------------------------------
 
 
