@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import ROOT, require
-from tests.vm.guest.conftest import MEMBER_DM, BackupDisk, sh
+from tests.vm.guest.conftest import MEMBER_DM, VG, BackupDisk, sh
 
 WAIT = 300.0  # generous: software emulation
 
@@ -31,8 +31,27 @@ def _wait(what: str, pred: object, proc: subprocess.Popen[bytes], log: Path) -> 
     raise AssertionError(f"timed out waiting for {what}:\n{log.read_text()}")
 
 
-def test_udev_plug_triggers_open_run_close(disk: BackupDisk, tmp_path: Path) -> None:
+def _set_autoactivation(disk: BackupDisk, on: bool) -> None:
+    """Switch LVM autoactivation of the disk's volume group (needs LUKS open to see it)."""
+    disk.open_by_hand("luks")
+    sh("vgchange", "--setautoactivation", "y" if on else "n", VG)
+    disk.close_by_hand()
+
+
+def test_udev_plug_full_cycle_disk_init_style(disk: BackupDisk, tmp_path: Path) -> None:
+    """A disk as `coldvault disk init` makes it: the VG is not autoactivated by udev."""
+    _plug_cycle(disk, tmp_path, autoactivation=False)
+
+
+def test_udev_plug_full_cycle_hand_built_disk(disk: BackupDisk, tmp_path: Path) -> None:
+    """A disk built by hand like the original instructions: udev activates the LV as soon
+    as LUKS opens, so the stack finds it open; teardown must still close what it opened."""
+    _plug_cycle(disk, tmp_path, autoactivation=True)
+
+
+def _plug_cycle(disk: BackupDisk, tmp_path: Path, *, autoactivation: bool) -> None:
     require(Path("/run/udev/control").exists(), "udevd is not running in the guest")
+    _set_autoactivation(disk, autoactivation)
     config = json.loads(disk.config.read_text())
     config["settings"] = {
         "state_file": str(tmp_path / "state.json"),
@@ -88,3 +107,5 @@ def test_udev_plug_triggers_open_run_close(disk: BackupDisk, tmp_path: Path) -> 
         if not Path(f"/dev/mapper/{MEMBER_DM}").exists():
             sh("dmsetup", "create", MEMBER_DM, input=table)
             sh("udevadm", "settle")
+        disk.close_by_hand()
+        _set_autoactivation(disk, True)  # as the session fixture built it
