@@ -31,8 +31,9 @@ from coldvault.disk.prepare.plan import (
     partition_path,
     partition_steps,
 )
-from coldvault.errors import ConfigError, DiskError, TokenRejected
+from coldvault.errors import Cancelled, ConfigError, DiskError, TokenRejected
 from coldvault.system.mounts import mount_at
+from coldvault.system.proc import CancelToken
 
 SECRET = b"correct horse battery staple"
 
@@ -190,6 +191,24 @@ def test_failed_step_closes_what_was_opened(loop: Path, tmp_path: Path) -> None:
     with pytest.raises(DiskError, match=r"step 2 of 2 \(fail\) failed") as caught:
         Executor(plan, out=io.StringIO()).run()
     assert "--yes-destroy" in (caught.value.hint or "")
+    assert mount_at(point) is None
+
+
+def test_stop_request_closes_what_was_opened(loop: Path, tmp_path: Path) -> None:
+    sh("mkfs.btrfs", "-q", loop)
+    point = tmp_path / "mnt"
+    point.mkdir()
+    cancel = CancelToken()
+    plan = Plan(
+        (
+            Step("mount", argv=("mount", str(loop), str(point)), undo=("umount", str(point))),
+            Step("the user presses Ctrl-C", action="stop"),
+            Step("long step", argv=("sleep", "600")),
+        )
+    )
+    executor = Executor(plan, out=io.StringIO(), actions={"stop": cancel.cancel}, cancel=cancel)
+    with pytest.raises(Cancelled):
+        executor.run()
     assert mount_at(point) is None
 
 

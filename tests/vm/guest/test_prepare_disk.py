@@ -184,13 +184,12 @@ def test_init_then_open_run_close(prep: Prep) -> None:
         sh("umount", src_mnt, check=False)
 
 
-def test_passphrase_still_opens_the_luks_volume(prep: Prep) -> None:
-    """The key file is a second key slot: the passphrase alone still unlocks the disk."""
-    disk = prep.loops[0]
-    done = prep.init(disk)
+def test_passphrase_slot_then_add_mirror_to_a_clean_two_member_array(prep: Prep) -> None:
+    """The passphrase still unlocks the disk (the key file is a second slot); then the
+    second disk gets the same partition and the array copies onto it."""
+    first, second = prep.loops
+    done = prep.init(first, "--keep-open")
     assert done.returncode == 0, done.stdout + done.stderr
-    sh("mdadm", "--assemble", "--run", ARRAY, f"{disk}p1")
-    sh("udevadm", "settle", check=False)
     dump = sh("cryptsetup", "luksDump", ARRAY).stdout
     assert re.search(r"^Version:\s+2$", dump, re.M), dump
     assert len(re.findall(r"^\s+\d+: luks2$", dump, re.M)) == 2, dump  # two key slots
@@ -201,12 +200,6 @@ def test_passphrase_still_opens_the_luks_volume(prep: Prep) -> None:
                input="not the passphrase", check=False)  # fmt: skip
     assert wrong.returncode != 0
 
-
-def test_add_mirror_reaches_a_clean_two_member_array(prep: Prep) -> None:
-    """The second disk gets the same partition and the array copies onto it."""
-    first, second = prep.loops
-    done = prep.init(first, "--keep-open")
-    assert done.returncode == 0, done.stdout + done.stderr
     md = Path(os.path.realpath(ARRAY)).name
     assert Path(f"/sys/block/{md}/md/degraded").read_text().strip() == "1"
     before = _snapshot(second)
@@ -242,11 +235,22 @@ def _refused(prep: Prep, disk: Path, expected: str) -> None:
     assert not prep.key_file.exists()
 
 
-def test_refuses_a_member_of_an_active_array(prep: Prep) -> None:
+def test_array_member_refused_while_active_needs_confirmation_when_stopped(
+    prep: Prep,
+) -> None:
     disk = prep.loops[0]
     sh("mdadm", "--create", ARRAY, "--run", "--level=1", "--raid-devices=2",
        "--metadata=1.2", disk, "missing")  # fmt: skip
     _refused(prep, disk, "(an active RAID array)")
+    sh("mdadm", "--stop", ARRAY)
+    before = _snapshot(disk)
+    assert "linux_raid_member" in before[0]
+    refused = prep.init(disk)
+    assert refused.returncode == 1 and "holds data" in refused.stderr
+    dry = prep.init(disk, "--dry-run", "--yes-destroy", disk)
+    assert dry.returncode == 0, dry.stderr
+    assert f"wipefs --all {disk}" in dry.stdout
+    assert _snapshot(disk) == before
 
 
 def test_refuses_a_device_opened_by_luks(prep: Prep) -> None:
@@ -263,18 +267,3 @@ def test_refuses_a_device_with_an_active_lvm_volume(prep: Prep) -> None:
     sh("vgcreate", "-q", VG, disk)
     sh("lvcreate", "-q", "-y", "-n", LV, "-l", "50%FREE", VG)
     _refused(prep, disk, f"(the active LVM volume {VG}-{LV})")
-
-
-def test_stopped_array_member_needs_confirmation_and_dry_run_keeps_it(prep: Prep) -> None:
-    disk = prep.loops[0]
-    sh("mdadm", "--create", ARRAY, "--run", "--level=1", "--raid-devices=2",
-       "--metadata=1.2", disk, "missing")  # fmt: skip
-    sh("mdadm", "--stop", ARRAY)
-    before = _snapshot(disk)
-    assert "linux_raid_member" in before[0]
-    refused = prep.init(disk)
-    assert refused.returncode == 1 and "holds data" in refused.stderr
-    dry = prep.init(disk, "--dry-run", "--yes-destroy", disk)
-    assert dry.returncode == 0, dry.stderr
-    assert f"wipefs --all {disk}" in dry.stdout
-    assert _snapshot(disk) == before

@@ -17,7 +17,7 @@ from typing import TextIO
 from coldvault.config.model import TokenConfig
 from coldvault.disk import mount, token
 from coldvault.disk.prepare.plan import InitOptions, Plan, Step
-from coldvault.errors import ColdvaultError, DiskError
+from coldvault.errors import Cancelled, ColdvaultError, DiskError
 from coldvault.system import proc
 
 log = logging.getLogger("coldvault.disk.prepare")
@@ -98,6 +98,9 @@ class Executor:
             print(f"[{n}/{total}] {step.why}", file=self.out, flush=True)
             try:
                 self._one(step)
+            except (Cancelled, KeyboardInterrupt):
+                self.close_opened()  # a stop request: close, then stop with the usual status
+                raise
             except (ColdvaultError, OSError) as exc:
                 self.close_opened()
                 raise DiskError(
