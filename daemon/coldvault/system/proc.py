@@ -22,7 +22,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -307,16 +307,40 @@ def _wait(
     timeout: float | None,
 ) -> None:
     """Wait for ``proc`` to exit, raising Cancelled or CommandTimeout meanwhile."""
-    while True:
-        try:
-            proc.wait(_POLL_SECONDS)
-            return
-        except subprocess.TimeoutExpired:
-            pass
-        if cancel is not None and cancel.cancelled:
-            raise Cancelled(f"cancelled while running `{what}`")
-        if deadline is not None and time.monotonic() > deadline:
-            raise CommandTimeout([what], None, message=f"`{what}` timed out after {timeout}s")
+    with _exit_watch(proc) as pidfd:
+        while True:
+            if pidfd is not None:
+                # A pidfd wakes us the moment the child exits; Popen.wait(timeout)
+                # would poll with sleeps that add up to 50 ms per wait.
+                select.select([pidfd], [], [], _POLL_SECONDS)
+            if _exited(proc):
+                return
+            if cancel is not None and cancel.cancelled:
+                raise Cancelled(f"cancelled while running `{what}`")
+            if deadline is not None and time.monotonic() > deadline:
+                raise CommandTimeout([what], None, message=f"`{what}` timed out after {timeout}s")
+
+
+def _exited(proc: subprocess.Popen[bytes]) -> bool:
+    try:
+        proc.wait(0 if hasattr(os, "pidfd_open") else _POLL_SECONDS)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _exit_watch(proc: subprocess.Popen[bytes]) -> Iterator[int | None]:
+    """A pidfd for ``proc`` where the platform has one (Linux 5.3+), else None."""
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        yield None
+        return
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def pipeline(
