@@ -185,3 +185,26 @@ def test_plain_folder_stack_without_layers(tmp_path: Path) -> None:
     missing = DiskStack(DiskConfig(mount=MountConfig(point=tmp_path / "nope", require_mount=False)))
     with pytest.raises(DiskError, match="does not exist"):
         missing.open()
+
+
+def test_layer_opened_by_udev_after_our_step_is_ours(tmp_path: Path) -> None:
+    """LVM autoactivation opens the LV as soon as we open LUKS: we close it too."""
+    journal: list[str] = []
+
+    class AutoActivating(Recorded):
+        def open(self) -> None:
+            super().open()
+            layers[2].up = True  # udev activated the logical volume on top
+
+    layers = [
+        Recorded("array", journal, already_open=True),
+        AutoActivating("luks", journal),
+        Recorded("lvm", journal),
+        Recorded("mount", journal),
+    ]
+    stack = _stack(tmp_path, layers)
+    stack.open()
+    assert stack.opened_layers == ["luks", "lvm", "mount"]
+    stack.close()
+    assert journal == ["open luks", "open mount", "close mount", "close lvm", "close luks"]
+    assert layers[0].is_open()

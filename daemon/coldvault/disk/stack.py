@@ -116,9 +116,16 @@ class DiskStack:
             self.cancel.check()
             if not self.disk.mount.require_mount and not point.is_dir():
                 raise DiskError(f"backup folder {point} does not exist", hint="create it")
+            below_opened = False
             for layer in self.layers:
                 self.cancel.check()
                 layer.open()
+                if below_opened and layer.is_open():
+                    # It could not have been up before we opened the layer below it:
+                    # udev's event activation (LVM autoactivation, an automount) opened
+                    # it as a consequence of our step, so it is ours to close.
+                    layer.opened_by_us = True
+                below_opened = below_opened or layer.opened_by_us
             if self.disk.token is not None:
                 token.verify(point, self.disk.token)
         except TokenRejected as exc:
