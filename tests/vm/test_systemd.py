@@ -47,6 +47,8 @@ Environment=COLDVAULT_CONFIG=/run/cvtest/config.yaml
 WatchdogSec=10s
 TimeoutAbortSec=5s
 RestartSec=1s
+# Python starts slowly under software emulation on a busy host.
+TimeoutStartSec=5min
 """
 TARGET = """[Unit]
 Description=coldvault systemd test
