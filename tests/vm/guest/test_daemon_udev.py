@@ -34,7 +34,8 @@ def _wait(what: str, pred: object, proc: subprocess.Popen[bytes], log: Path) -> 
 def _set_autoactivation(disk: BackupDisk, on: bool) -> None:
     """Switch LVM autoactivation of the disk's volume group (needs LUKS open to see it)."""
     disk.open_by_hand("luks")
-    sh("vgchange", "--setautoactivation", "y" if on else "n", VG)
+    out = sh("vgchange", "--setautoactivation", "y" if on else "n", VG, check=False)
+    assert out.returncode == 0 or "already" in out.stderr, out.stderr
     disk.close_by_hand()
 
 
