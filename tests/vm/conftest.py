@@ -6,6 +6,7 @@ device-mapper); ``test_vm.py`` reports their results from the guest run instead.
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -25,3 +26,24 @@ def guest_run() -> harness.GuestRun:
     require_programs("qemu-system-x86_64", "apt-get", "dpkg", "depmod", "busybox")
     require(not IN_GUEST, "the guest does not boot guests")
     return harness.boot()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """In the guest: append each scenario's outcome to the results file at once.
+
+    Written as the run goes, so scenarios that finished are reported even when
+    the guest is killed by the harness's timeout.
+    """
+    path = os.environ.get("COLDVAULT_VM_RESULTS")
+    if not IN_GUEST or not path:
+        return
+    if report.when == "call" or report.outcome != "passed":
+        entry = {
+            "nodeid": report.nodeid,
+            "when": report.when,
+            "outcome": report.outcome,
+            "message": str(report.longrepr)[-4000:] if report.longrepr else "",
+            "seconds": round(report.duration, 1),
+        }
+        with open(path, "a") as f:
+            f.write(json.dumps(entry) + "\n")

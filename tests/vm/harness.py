@@ -3,20 +3,22 @@
 The host kernel here has no MD or device-mapper, so the scenarios of
 ``tests/vm/guest/`` run under a real Debian kernel in a virtme-ng guest that
 shares the host's root read-only. This module fetches what is missing (the
-kernel package, virtme-ng), boots the guest once, and hands back the guest
-pytest run's JUnit XML.
+kernel package, virtme-ng), boots the guest once, and hands back each guest
+scenario's outcome (JSON lines written as the guest runs).
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
+import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +27,8 @@ WORK = ROOT / "tests" / "vm" / ".work"  # git-ignored cache: kernel, guest outpu
 GUEST_DIR = ROOT / "tests" / "vm" / "guest"
 VENV_BIN = Path(sys.executable).parent
 MODULES = ("loop", "raid1", "dm-mod", "dm-crypt", "btrfs", "dm-flakey")
-BOOT_TIMEOUT = 1500  # seconds for boot + every scenario under software emulation
+# Seconds for boot + every scenario under software emulation (COLDVAULT_VM_TIMEOUT overrides).
+BOOT_TIMEOUT = float(os.environ.get("COLDVAULT_VM_TIMEOUT", "1800"))
 
 
 class HarnessError(Exception):
@@ -121,19 +124,22 @@ class GuestRun:
     seconds: float
 
 
-def parse_junit(path: Path) -> dict[str, list[ScenarioResult]]:
-    """Results by ``file.py::test_name`` (parametrized ids folded into their function)."""
+def parse_results(path: Path) -> dict[str, list[ScenarioResult]]:
+    """Results by ``file.py::test_name`` from the guest's JSON lines (one per test phase
+    that ran; parametrized ids folded into their function; a failed setup or teardown
+    counts against the scenario)."""
     results: dict[str, list[ScenarioResult]] = {}
-    for case in ET.parse(path).getroot().iter("testcase"):
-        module = case.get("classname", "").split(".")[-1]
-        name = case.get("name", "").split("[")[0]
-        outcome, message = "passed", ""
-        for child in case:
-            if child.tag in ("failure", "error", "skipped"):
-                outcome = child.tag if child.tag != "failure" else "failed"
-                message = (child.get("message") or "") + "\n" + (child.text or "")
-                break
-        results.setdefault(f"{module}.py::{name}", []).append(ScenarioResult(outcome, message))
+    for line in path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue  # a line cut off when the guest was killed
+        file, _, name = entry["nodeid"].rpartition("::")
+        key = f"{Path(file).name}::{name.split('[')[0]}"
+        outcome = (
+            entry["outcome"] if entry["when"] == "call" else f"{entry['when']} {entry['outcome']}"
+        )
+        results.setdefault(key, []).append(ScenarioResult(outcome, entry.get("message", "")))
     return results
 
 
@@ -141,6 +147,7 @@ def guest_command(out: Path, pytest_args: list[str]) -> str:
     """The shell command the guest runs: load modules, run pytest over tests/vm/guest."""
     env = {
         "COLDVAULT_IN_GUEST": "1",
+        "COLDVAULT_VM_RESULTS": str(out / "results.jsonl"),
         "PYTHONDONTWRITEBYTECODE": "1",
         "CI": os.environ.get("CI", ""),
         "PATH": f"{VENV_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -156,8 +163,6 @@ def guest_command(out: Path, pytest_args: list[str]) -> str:
         "addopts=",
         "-rA",
         "--durations=25",
-        "--junitxml",
-        str(out / "guest.xml"),
         *pytest_args,
     ]
     return " ; ".join(
@@ -169,6 +174,12 @@ def guest_command(out: Path, pytest_args: list[str]) -> str:
             f"echo $? > {out}/rc",
         ]
     )
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def boot(pytest_args: list[str] | None = None, *, timeout: float = BOOT_TIMEOUT) -> GuestRun:
@@ -186,31 +197,36 @@ def boot(pytest_args: list[str] | None = None, *, timeout: float = BOOT_TIMEOUT)
     argv += ["--rwdir", f"{out}={out}", "--", guest_command(out, pytest_args or [])]
     env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', os.defpath)}"}
     start = time.monotonic()
+    # Own session, so a timeout (or ^C) kills vng, virtme-run and QEMU together.
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        env=env,
+        cwd=ROOT,
+        start_new_session=True,
+    )
+    returncode: int | None
     try:
-        proc = subprocess.run(
-            argv,
-            check=False,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            timeout=timeout,
-            env=env,
-            cwd=ROOT,
-        )
-        console, returncode = proc.stdout, proc.returncode
-    except subprocess.TimeoutExpired as exc:
-        raw = exc.stdout or ""
-        console = raw if isinstance(raw, str) else raw.decode(errors="replace")
-        console += f"\n[harness] guest killed after {timeout}s"
+        console, _ = proc.communicate(timeout=timeout)
+        returncode = proc.returncode
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        console, _ = proc.communicate()
+        console += f"\n[harness] guest killed after {timeout:.0f}s"
         returncode = None
+    except BaseException:
+        _kill_group(proc)
+        raise
     seconds = time.monotonic() - start
     log = out / "pytest.log"
     if log.exists():
         console += "\n--- guest pytest ---\n" + log.read_text(errors="replace")
-    xml = out / "guest.xml"
-    results = parse_junit(xml) if xml.exists() else {}
+    found = out / "results.jsonl"
+    results = parse_results(found) if found.exists() else {}
     (WORK / "last-console.log").write_text(console)  # kept for a look after the run
     shutil.rmtree(out, ignore_errors=True)
     return GuestRun(returncode, console[-20000:], results, seconds)

@@ -20,6 +20,7 @@ def test_guest_scenario(scenario: str, guest_run: harness.GuestRun) -> None:
             pytrace=False,
         )
     bad = [r for r in results if r.outcome != "passed"]
+    # A parametrized scenario reports one "call" per case: all must have passed.
     assert not bad, f"{scenario}: " + "\n".join(f"{r.outcome}: {r.message}" for r in bad)
 
 
