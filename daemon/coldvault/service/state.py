@@ -7,15 +7,14 @@ of the folder), so a crash leaves either the old or the new state, never half.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from coldvault.errors import ColdvaultError
+from coldvault.system.files import atomic_write
 
 STATE_VERSION = 1
 
@@ -108,6 +107,7 @@ class StateFile:
         """Write every job's state atomically."""
         data = {"version": STATE_VERSION, "jobs": {n: s.to_json() for n, s in sorted(jobs.items())}}
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(self.path, json.dumps(data, indent=2) + "\n")
         except OSError as exc:
             raise self._error("write", exc) from exc
@@ -118,26 +118,3 @@ class StateFile:
             f"cannot {verb} the state file {self.path}: {exc.strerror}",
             hint="set settings.state_file to a writable path, or run as root",
         )
-
-
-def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``text``: temporary file, fsync, rename, fsync the folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        try:
-            os.write(fd, text.encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)

@@ -20,7 +20,8 @@ from coldvault.config.model import Config, Job
 from coldvault.disk.stack import DiskStack
 from coldvault.progress import Progress
 from coldvault.service import due
-from coldvault.service.state import JobState, StateFile, atomic_write
+from coldvault.service.state import JobState, StateFile
+from coldvault.system.files import atomic_write
 
 STATUS_FILE_NAME = "status.json"
 
@@ -67,6 +68,7 @@ class RuntimeStatus:
         if data == self._last:
             return
         self._last = data
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(self.path, json.dumps({**data, "updated": _now_iso()}) + "\n")
 
     def clear(self) -> None:

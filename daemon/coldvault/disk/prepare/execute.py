@@ -19,6 +19,7 @@ from coldvault.disk import mount, token
 from coldvault.disk.prepare.plan import InitOptions, Plan, Step
 from coldvault.errors import Cancelled, ColdvaultError, DiskError
 from coldvault.system import proc
+from coldvault.system.files import atomic_write
 
 log = logging.getLogger("coldvault.disk.prepare")
 
@@ -32,25 +33,7 @@ def write_private_file(path: Path, data: bytes, *, overwrite: bool) -> None:
     Without ``overwrite`` an existing file is never replaced (FileExistsError).
     """
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)  # fails if ``path`` exists, unlike rename
-    finally:
-        tmp.unlink(missing_ok=True)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    atomic_write(path, data, 0o600, overwrite=overwrite)
 
 
 def settle_udev() -> None:

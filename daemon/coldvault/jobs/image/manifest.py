@@ -11,12 +11,12 @@ the manifest was saved (an interrupted run) and is rewritten, never trusted.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from coldvault.errors import JobError
+from coldvault.system.files import atomic_write
 
 MANIFEST_NAME = ".coldvault-manifest.json"
 FORMAT_VERSION = 1
@@ -93,22 +93,4 @@ def save(folder: Path, manifest: Manifest) -> None:
     data = asdict(manifest)
     data["version"] = FORMAT_VERSION
     text = json.dumps(data, separators=(",", ":"))
-    path = path_in(folder)
-    tmp = folder / f".{MANIFEST_NAME}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, text.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(folder)
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make renames and new names in ``folder`` durable."""
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    atomic_write(path_in(folder), text)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from coldvault import platform
 from coldvault.errors import JobError
-from coldvault.jobs.image.manifest import fsync_dir
+from coldvault.system.files import fsync_dir
 
 PART_RE = re.compile(r"^part_(\d{8,})$")
 TMP_PREFIX = ".part_"

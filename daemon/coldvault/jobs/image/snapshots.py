@@ -17,8 +17,8 @@ from pathlib import Path
 
 from coldvault.config.model import ImageJob, Retention
 from coldvault.jobs import retention
-from coldvault.jobs.image.manifest import fsync_dir
 from coldvault.jobs.image.parts import part_indexes, part_name
+from coldvault.system.files import fsync_dir
 
 log = logging.getLogger("coldvault.image")
 
