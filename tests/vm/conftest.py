@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 
 import pytest
 
@@ -25,7 +26,9 @@ def guest_run() -> harness.GuestRun:
     require_root()
     require_programs("qemu-system-x86_64", "apt-get", "dpkg", "depmod", "busybox")
     require(not IN_GUEST, "the guest does not boot guests")
-    return harness.boot()
+    # COLDVAULT_VM_ARGS: extra guest pytest arguments, e.g. "-k test_disk_stack" while
+    # working on one file (the host then reports the others as not run).
+    return harness.boot(shlex.split(os.environ.get("COLDVAULT_VM_ARGS", "")))
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
