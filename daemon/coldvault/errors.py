@@ -6,6 +6,7 @@ Every expected failure is a :class:`ColdvaultError`. The CLI prints its message
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Sequence
 
 # Exit codes (documented in README.md, "Exit codes").
@@ -111,3 +112,21 @@ class IntegrityError(JobError):
     """Stored data does not match its manifest (corrupt or missing parts)."""
 
     exit_code = EXIT_CORRUPT
+
+
+_OS_ERROR_HINTS = {
+    errno.EIO: "the device reported an I/O error: check `dmesg` and the disk's health; "
+    "earlier backups are never modified in place",
+    errno.ENOSPC: "the filesystem is full: free space or lower the number of snapshots kept",
+    errno.EROFS: "the filesystem is read-only (often after I/O errors): check `dmesg`",
+}
+
+
+def describe_os_error(exc: OSError) -> ColdvaultError:
+    """An operating-system error (I/O error, disk full, ...) as a user-facing error."""
+    what = exc.strerror or str(exc)
+    if exc.filename is not None:
+        what = f"{what}: {exc.filename}"
+        if exc.filename2 is not None:
+            what += f" -> {exc.filename2}"
+    return ColdvaultError(what, hint=_OS_ERROR_HINTS.get(exc.errno or 0))

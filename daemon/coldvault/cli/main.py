@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from coldvault import __version__
-from coldvault.errors import EXIT_CANCELLED, ColdvaultError
+from coldvault.errors import EXIT_CANCELLED, ColdvaultError, describe_os_error
 from coldvault.log import setup_logging
 
 # Command modules, in the order their commands appear in --help.
@@ -66,6 +66,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ColdvaultError as exc:
         log.error("%s", exc)
         return exc.exit_code
+    except OSError as exc:  # I/O error, disk full, ...: expected, so no traceback
+        log.debug("operating-system error", exc_info=True)
+        error = describe_os_error(exc)
+        log.error("%s", error)
+        return error.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_CANCELLED

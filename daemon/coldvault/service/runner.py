@@ -19,7 +19,14 @@ from datetime import datetime
 from typing import Any
 
 from coldvault.config.model import Config, Job
-from coldvault.errors import Busy, Cancelled, ColdvaultError, DiskAbsent, TokenRejected
+from coldvault.errors import (
+    Busy,
+    Cancelled,
+    ColdvaultError,
+    DiskAbsent,
+    TokenRejected,
+    describe_os_error,
+)
 from coldvault.events import Event, emit
 from coldvault.jobs import runner_for
 from coldvault.progress import ProgressCallback
@@ -189,6 +196,9 @@ def _run_job(
             took = time.monotonic() - start
             if isinstance(exc, ColdvaultError):
                 reason = exc.message
+            elif isinstance(exc, OSError):  # I/O error, disk full: expected, no traceback
+                log.debug("%s: %s", job.name, exc, exc_info=True)
+                reason = str(describe_os_error(exc))
             else:  # a bug: keep the daemon alive, keep the traceback for the report
                 log.exception("%s: unexpected error", job.name)
                 reason = f"internal error: {type(exc).__name__}: {exc}"
