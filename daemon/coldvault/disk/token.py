@@ -11,13 +11,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
 import re
 import secrets
 from pathlib import Path
 
 from coldvault.config.model import TokenConfig
 from coldvault.errors import ConfigError, DiskError, TokenRejected
+from coldvault.system.files import atomic_write
 
 log = logging.getLogger("coldvault.disk.token")
 
@@ -90,24 +90,8 @@ def init(root: Path, config: TokenConfig, *, force: bool = False) -> Path:
                     f"{existing} already exists",
                     hint="pass --force to replace the token (the old hash stops matching)",
                 )
-    _write_atomic(token_file, secrets.token_bytes(TOKEN_BYTES), 0o600)
+    atomic_write(token_file, secrets.token_bytes(TOKEN_BYTES), 0o600)
     digest = hashlib.sha512(token_file.read_bytes()).hexdigest()
     config.hash_file.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(config.hash_file, f"{digest}  {config.file}\n".encode(), 0o600)
+    atomic_write(config.hash_file, f"{digest}  {config.file}\n".encode(), 0o600)
     return token_file
-
-
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
