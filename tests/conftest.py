@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,3 +43,22 @@ def require_programs(*names: str) -> None:
 def coldvault_cmd() -> list[str]:
     """argv prefix that runs the coldvault CLI of this checkout."""
     return [sys.executable, "-m", "coldvault"]
+
+
+@pytest.fixture
+def restore_coldvault_logger() -> Iterator[None]:
+    """main()/setup_logging() replace the coldvault logger's handlers: undo that afterwards."""
+    logger = logging.getLogger("coldvault")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    try:
+        yield
+    finally:
+        for handler in list(logger.handlers):
+            if handler not in saved[0]:
+                logger.removeHandler(handler)
+                handler.close()
+        for handler in saved[0]:
+            if handler not in logger.handlers:
+                logger.addHandler(handler)
+        logger.setLevel(saved[1])
+        logger.propagate = saved[2]

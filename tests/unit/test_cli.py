@@ -13,23 +13,7 @@ from coldvault import __version__
 from coldvault.cli.main import build_parser, main
 from coldvault.errors import EXIT_USAGE
 
-
-@pytest.fixture(autouse=True)
-def _restore_coldvault_logger() -> Iterator[None]:
-    """main() installs handlers bound to this test's captured stderr: undo that afterwards."""
-    logger = logging.getLogger("coldvault")
-    saved = (list(logger.handlers), logger.level, logger.propagate)
-    try:
-        yield
-    finally:
-        for handler in list(logger.handlers):
-            if handler not in saved[0]:
-                logger.removeHandler(handler)
-        for handler in saved[0]:
-            if handler not in logger.handlers:
-                logger.addHandler(handler)
-        logger.setLevel(saved[1])
-        logger.propagate = saved[2]
+pytestmark = pytest.mark.usefixtures("restore_coldvault_logger")
 
 
 def subcommands(
@@ -106,7 +90,6 @@ def test_quiet_hides_info_verbose_shows_debug(coldvault_cmd: list[str]) -> None:
         [*coldvault_cmd, "-q", "config", "example"], check=False, capture_output=True, text=True
     )
     assert quiet.returncode == 0 and quiet.stderr == ""
-    import logging
 
     from coldvault.log import setup_logging
 

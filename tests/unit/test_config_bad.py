@@ -7,10 +7,8 @@ paragraph on stderr).
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,22 +21,7 @@ from coldvault.errors import EXIT_CONFIG, ConfigError
 GOOD_JOB = "  - name: root\n    type: image\n    source: /dev/sda2\n"
 
 
-@pytest.fixture(autouse=True)
-def _restore_coldvault_logger() -> Iterator[None]:
-    """main() installs handlers bound to this test's captured stderr: undo that afterwards."""
-    logger = logging.getLogger("coldvault")
-    saved = (list(logger.handlers), logger.level, logger.propagate)
-    try:
-        yield
-    finally:
-        for handler in list(logger.handlers):
-            if handler not in saved[0]:
-                logger.removeHandler(handler)
-        for handler in saved[0]:
-            if handler not in logger.handlers:
-                logger.addHandler(handler)
-        logger.setLevel(saved[1])
-        logger.propagate = saved[2]
+pytestmark = pytest.mark.usefixtures("restore_coldvault_logger")
 
 
 @dataclass(frozen=True)

@@ -84,23 +84,7 @@ def _read_sealed(fd: int) -> bytes:
         os.close(fd)
 
 
-@pytest.fixture(autouse=True)
-def _restore_coldvault_logger() -> Iterator[None]:
-    """setup_logging() replaces the coldvault logger's handlers: undo that afterwards."""
-    logger = logging.getLogger("coldvault")
-    saved = (list(logger.handlers), logger.level, logger.propagate)
-    try:
-        yield
-    finally:
-        for handler in list(logger.handlers):
-            if handler not in saved[0]:
-                logger.removeHandler(handler)
-                handler.close()
-        for handler in saved[0]:
-            if handler not in logger.handlers:
-                logger.addHandler(handler)
-        logger.setLevel(saved[1])
-        logger.propagate = saved[2]
+pytestmark = pytest.mark.usefixtures("restore_coldvault_logger")
 
 
 @pytest.fixture
