@@ -28,7 +28,7 @@ GUEST_DIR = ROOT / "tests" / "vm" / "guest"
 VENV_BIN = Path(sys.executable).parent
 MODULES = ("loop", "raid1", "dm-mod", "dm-crypt", "btrfs", "dm-flakey")
 # Seconds for boot + every scenario under software emulation (COLDVAULT_VM_TIMEOUT overrides).
-BOOT_TIMEOUT = float(os.environ.get("COLDVAULT_VM_TIMEOUT", "1800"))
+BOOT_TIMEOUT = float(os.environ.get("COLDVAULT_VM_TIMEOUT", "3000"))
 
 
 class HarnessError(Exception):
