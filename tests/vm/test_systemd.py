@@ -81,7 +81,13 @@ def write_units(units: Path, out: Path) -> None:
     coldvault = str(harness.VENV_BIN / "coldvault")
     (units / "coldvault.service").write_text(render_unit(shipped, [coldvault]))
     (units / "coldvault.service.d").mkdir()
-    (units / "coldvault.service.d" / "vmtest.conf").write_text(DROP_IN)
+    drop_in = DROP_IN
+    if ROOT.is_relative_to("/tmp"):
+        # PrivateTmp= hides a checkout under /tmp (where a CI clone may live), and
+        # with it this venv's coldvault: bind it back read-only. An installed
+        # coldvault lives in /usr and needs nothing of the kind.
+        drop_in += f"BindReadOnlyPaths={ROOT}\n"
+    (units / "coldvault.service.d" / "vmtest.conf").write_text(drop_in)
     (units / "coldvault-vmtest.target").write_text(TARGET)
     (units / "coldvault-vmtest.service").write_text(
         CHECK_SERVICE.format(
