@@ -21,7 +21,7 @@ from coldvault.config.model import BtrfsJob, Retention
 from coldvault.jobs.base import JobResult
 from coldvault.jobs.btrfs.runner import BtrfsRunner
 from coldvault.progress import Progress
-from coldvault.system.proc import CancelToken
+from coldvault.system.cancel import CancelToken
 
 MiB = 1 << 20
 

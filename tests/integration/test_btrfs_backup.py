@@ -22,7 +22,7 @@ from tests.integration.btrfs_env import (
 
 from coldvault.errors import ColdvaultError, JobError
 from coldvault.jobs.btrfs.runner import BtrfsRunner
-from coldvault.system.proc import CancelToken
+from coldvault.system.cancel import CancelToken
 
 __all__ = ["make_fs"]  # the fixture is used by name
 

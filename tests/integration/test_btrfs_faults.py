@@ -29,7 +29,7 @@ from tests.integration.btrfs_env import (
 from coldvault.errors import JobError
 from coldvault.jobs.base import RestoreRequest
 from coldvault.jobs.btrfs.runner import BtrfsRunner
-from coldvault.system.proc import CancelToken
+from coldvault.system.cancel import CancelToken
 
 __all__ = ["make_fs"]  # the fixture is used by name
 

@@ -27,7 +27,7 @@ from coldvault.errors import JobError
 from coldvault.jobs.base import RestoreRequest
 from coldvault.jobs.image.runner import ImageRunner
 from coldvault.progress import no_progress
-from coldvault.system.proc import CancelToken
+from coldvault.system.cancel import CancelToken
 
 PART = 256 * KiB
 

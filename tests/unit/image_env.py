@@ -11,7 +11,7 @@ from coldvault.config.model import ImageJob, SourceRef
 from coldvault.jobs.base import JobResult, RestoreRequest
 from coldvault.jobs.image.runner import ImageRunner
 from coldvault.progress import no_progress
-from coldvault.system.proc import CancelToken
+from coldvault.system.cancel import CancelToken
 
 KiB = 1 << 10
 MiB = 1 << 20

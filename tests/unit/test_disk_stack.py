@@ -17,7 +17,7 @@ from coldvault.disk import token
 from coldvault.disk.layers import LayerStatus
 from coldvault.disk.stack import DiskStack
 from coldvault.errors import Cancelled, DiskError, TokenRejected
-from coldvault.system.proc import CancelToken
+from coldvault.system.cancel import CancelToken
 
 
 class Recorded:

@@ -11,7 +11,7 @@ from coldvault.config.model import DiskConfig, MountConfig
 from coldvault.disk.device import wait_for
 from coldvault.disk.stack import DiskStack
 from coldvault.errors import Cancelled, DiskAbsent
-from coldvault.system.proc import CancelToken
+from coldvault.system.cancel import CancelToken
 
 
 def test_present_device_returns_at_once(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from tests.unit.image_env import (
 from coldvault.errors import Cancelled, JobError
 from coldvault.jobs.image import manifest as manifest_mod
 from coldvault.jobs.image.runner import ImageRunner
-from coldvault.system.proc import CancelToken
+from coldvault.system.cancel import CancelToken
 
 PART = 256 * KiB
 

@@ -23,7 +23,7 @@ from coldvault.jobs.base import RestoreRequest
 from coldvault.jobs.image import manifest as manifest_mod
 from coldvault.jobs.image.runner import ImageRunner
 from coldvault.progress import no_progress
-from coldvault.system.proc import CancelToken
+from coldvault.system.cancel import CancelToken
 
 PART = 256 * KiB
 BS = 64 * KiB

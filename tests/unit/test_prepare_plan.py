@@ -32,8 +32,8 @@ from coldvault.disk.prepare.plan import (
     partition_steps,
 )
 from coldvault.errors import Cancelled, ConfigError, DiskError, TokenRejected
+from coldvault.system.cancel import CancelToken
 from coldvault.system.mounts import mount_at
-from coldvault.system.proc import CancelToken
 
 SECRET = b"correct horse battery staple"
 

@@ -10,6 +10,7 @@ import pytest
 
 from coldvault.errors import Cancelled, CommandError, CommandNotFound, CommandTimeout
 from coldvault.system import proc
+from coldvault.system.cancel import CancelToken
 
 
 def _gone(pid: int) -> bool:
@@ -72,7 +73,7 @@ def test_timeout_kills_the_child(tmp_path: Path) -> None:
 
 def test_cancel_from_another_thread_stops_the_child(tmp_path: Path) -> None:
     pidfile = tmp_path / "pid"
-    token = proc.CancelToken()
+    token = CancelToken()
 
     def cancel_when_started() -> None:
         _pid_from(pidfile)
@@ -202,7 +203,7 @@ def test_pipeline_consumer_exiting_early_with_success_is_an_error() -> None:
 
 def test_pipeline_cancel_kills_both_children(tmp_path: Path) -> None:
     ppid, cpid = tmp_path / "producer", tmp_path / "consumer"
-    token = proc.CancelToken()
+    token = CancelToken()
     relayed: list[int] = []
 
     def count(n: int) -> None:
@@ -224,7 +225,7 @@ def test_pipeline_cancel_kills_both_children(tmp_path: Path) -> None:
 def test_pipeline_cancel_when_consumer_stops_reading(tmp_path: Path) -> None:
     """A consumer that never reads fills its pipe; cancel must still get through."""
     ppid, cpid = tmp_path / "producer", tmp_path / "consumer"
-    token = proc.CancelToken()
+    token = CancelToken()
 
     def cancel_later() -> None:
         _pid_from(cpid)
@@ -265,7 +266,7 @@ def test_spawn_starts_a_child() -> None:
 
 
 def test_cancel_token() -> None:
-    token = proc.CancelToken()
+    token = CancelToken()
     assert not token.cancelled
     token.check()
     assert token.wait(0) is False

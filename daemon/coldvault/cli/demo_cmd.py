@@ -29,7 +29,7 @@ from coldvault.jobs import runner_for
 from coldvault.jobs.base import JobResult, RestoreRequest
 from coldvault.service.session import disk_session
 from coldvault.system import proc
-from coldvault.system.proc import CancelToken
+from coldvault.system.cancel import CancelToken
 
 DEFAULT_DIR = Path("/var/tmp/coldvault-demo")
 MARKER = ".coldvault-demo"

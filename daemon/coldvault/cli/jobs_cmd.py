@@ -12,7 +12,7 @@ from coldvault.errors import EXIT_CORRUPT, EXIT_OK, ConfigError
 from coldvault.jobs import runner_for
 from coldvault.jobs.base import RestoreRequest
 from coldvault.service.session import disk_session
-from coldvault.system.proc import CancelToken
+from coldvault.system.cancel import CancelToken
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

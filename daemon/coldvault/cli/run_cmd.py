@@ -13,7 +13,7 @@ from coldvault.cli.common import load_config
 from coldvault.cli.progress_bar import progress_printer
 from coldvault.config.model import Config, Job
 from coldvault.errors import EXIT_CANCELLED, EXIT_FAILURE, EXIT_OK, ConfigError
-from coldvault.system.proc import CancelToken
+from coldvault.system.cancel import CancelToken
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

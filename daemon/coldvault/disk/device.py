@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from coldvault.errors import DiskAbsent
-from coldvault.system.proc import CancelToken
+from coldvault.system.cancel import CancelToken
 
 POLL_SECONDS = 0.25
 

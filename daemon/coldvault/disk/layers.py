@@ -14,7 +14,7 @@ from typing import Protocol
 
 from coldvault.errors import CommandError
 from coldvault.system import proc
-from coldvault.system.proc import CancelToken
+from coldvault.system.cancel import CancelToken
 
 log = logging.getLogger("coldvault.disk")
 

@@ -14,7 +14,7 @@ from coldvault.config.model import LvmConfig
 from coldvault.disk.layers import QUICK_TIMEOUT, SLOW_TIMEOUT, LayerStatus, settle
 from coldvault.errors import CommandError, DiskError
 from coldvault.system import proc
-from coldvault.system.proc import CancelToken
+from coldvault.system.cancel import CancelToken
 
 log = logging.getLogger("coldvault.disk.lvm")
 

@@ -18,8 +18,8 @@ from coldvault.config.model import MountConfig
 from coldvault.disk.layers import QUICK_TIMEOUT, SLOW_TIMEOUT, LayerStatus
 from coldvault.errors import CommandError, DiskError
 from coldvault.system import proc
+from coldvault.system.cancel import CancelToken
 from coldvault.system.mounts import MountInfo, mount_at
-from coldvault.system.proc import CancelToken
 
 log = logging.getLogger("coldvault.disk.mount")
 

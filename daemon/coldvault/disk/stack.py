@@ -23,7 +23,7 @@ from coldvault.disk.mdadm import ArrayHealth, MdLayer
 from coldvault.disk.mount import MountLayer, fstab_entry
 from coldvault.errors import ColdvaultError, ConfigError, DiskAbsent, DiskError, TokenRejected
 from coldvault.events import Event, emit
-from coldvault.system.proc import CancelToken
+from coldvault.system.cancel import CancelToken
 
 log = logging.getLogger("coldvault.disk")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Protocol
 
 from coldvault.progress import ProgressCallback
-from coldvault.system.proc import CancelToken
+from coldvault.system.cancel import CancelToken
 
 
 @dataclass(frozen=True)

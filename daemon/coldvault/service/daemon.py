@@ -38,7 +38,7 @@ from coldvault.service import state as st
 from coldvault.service.notify import Notifier
 from coldvault.service.runner import SessionOutcome, run_session
 from coldvault.service.status import RuntimeStatus, format_age
-from coldvault.system.proc import CancelToken
+from coldvault.system.cancel import CancelToken
 
 log = logging.getLogger("coldvault.daemon")
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from coldvault.errors import Busy, ColdvaultError
-from coldvault.system.proc import CancelToken
+from coldvault.system.cancel import CancelToken
 
 
 def _holder(path: Path) -> str:

@@ -35,7 +35,7 @@ from coldvault.service.due import local_now
 from coldvault.service.hooks import run_hooks
 from coldvault.service.inhibit import sleep_inhibited
 from coldvault.service.session import disk_session
-from coldvault.system.proc import CancelToken
+from coldvault.system.cancel import CancelToken
 
 log = logging.getLogger("coldvault.runner")
 LOG_EXCERPT_LINES = 20

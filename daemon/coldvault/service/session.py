@@ -10,7 +10,7 @@ from pathlib import Path
 from coldvault.config.model import Config
 from coldvault.disk.stack import DiskStack
 from coldvault.service.lock import hold_lock
-from coldvault.system.proc import CancelToken
+from coldvault.system.cancel import CancelToken
 
 log = logging.getLogger("coldvault.session")
 

@@ -19,6 +19,7 @@ from coldvault.disk import mount, token
 from coldvault.disk.prepare.plan import InitOptions, Plan, Step
 from coldvault.errors import Cancelled, ColdvaultError, DiskError
 from coldvault.system import proc
+from coldvault.system.cancel import CancelToken
 from coldvault.system.files import atomic_write
 
 log = logging.getLogger("coldvault.disk.prepare")
@@ -65,7 +66,7 @@ class Executor:
         out: TextIO,
         secrets_: dict[str, bytes] | None = None,
         actions: dict[str, Callable[[], None]] | None = None,
-        cancel: proc.CancelToken | None = None,
+        cancel: CancelToken | None = None,
     ) -> None:
         self.plan = plan
         self.out = out

@@ -18,7 +18,7 @@ from coldvault.disk.prepare.init import check_programs
 from coldvault.disk.prepare.plan import Step, mirror_plan, partition_path
 from coldvault.errors import DiskError
 from coldvault.progress import format_duration
-from coldvault.system.proc import CancelToken
+from coldvault.system.cancel import CancelToken
 
 SYS_BLOCK = safety.SYS_BLOCK
 SECTOR = 512  # sysfs counts partition start/size and md progress in 512-byte sectors

@@ -18,7 +18,7 @@ from coldvault.jobs.btrfs import snapshots, subvol, transfer
 from coldvault.jobs.btrfs.sources import job_sources
 from coldvault.jobs.btrfs.subvol import Subvolume
 from coldvault.progress import ProgressCallback, ProgressMeter, human_bytes
-from coldvault.system import proc
+from coldvault.system.cancel import CancelToken
 
 
 def backup_folders(job: BtrfsJob, job_dir: Path) -> dict[str, Path]:
@@ -79,7 +79,7 @@ def restore(
     job_dir: Path,
     request: RestoreRequest,
     progress: ProgressCallback,
-    cancel: proc.CancelToken,
+    cancel: CancelToken,
 ) -> str:
     """Restore ``request.snapshot`` into the folder ``request.dest``; return next steps."""
     dest = request.dest.absolute()

@@ -15,6 +15,7 @@ from coldvault.jobs.btrfs import parent, prune, snapshots, sources, subvol, tran
 from coldvault.jobs.btrfs.sources import Source
 from coldvault.progress import ProgressCallback, ProgressMeter, human_bytes
 from coldvault.system import proc
+from coldvault.system.cancel import CancelToken
 
 log = logging.getLogger("coldvault.jobs.btrfs")
 
@@ -36,7 +37,7 @@ class BtrfsRunner:
 
     # -- backup -------------------------------------------------------------
 
-    def run(self, job_dir: Path, progress: ProgressCallback, cancel: proc.CancelToken) -> JobResult:
+    def run(self, job_dir: Path, progress: ProgressCallback, cancel: CancelToken) -> JobResult:
         """Back up every source once; the job's before/after hooks run around it."""
         start = time.monotonic()
         if self.job.compressed_data:
@@ -71,7 +72,7 @@ class BtrfsRunner:
         )
 
     def _back_up(
-        self, src: Source, job_dir: Path, progress: ProgressCallback, cancel: proc.CancelToken
+        self, src: Source, job_dir: Path, progress: ProgressCallback, cancel: CancelToken
     ) -> SourceResult:
         info = sources.check(src)
         sources.warn_nested(src, info)
@@ -127,7 +128,7 @@ class BtrfsRunner:
         job_dir: Path,
         request: RestoreRequest,
         progress: ProgressCallback,
-        cancel: proc.CancelToken,
+        cancel: CancelToken,
     ) -> str:
         """Send a received snapshot back to a folder on a Btrfs filesystem."""
         from coldvault.jobs.btrfs.restore import restore
@@ -140,7 +141,7 @@ class BtrfsRunner:
         snapshot: str | None,
         all_snapshots: bool,
         progress: ProgressCallback,
-        cancel: proc.CancelToken,
+        cancel: CancelToken,
     ) -> VerifyReport:
         """Check received snapshots are complete and every file in them reads back."""
         from coldvault.jobs.btrfs.verify import verify
@@ -172,7 +173,7 @@ def _run_after_hooks(job: BtrfsJob, *, failing: bool) -> None:
 
 
 def _run_hooks(
-    hooks: tuple[tuple[str, ...], ...], kind: str, job: str, cancel: proc.CancelToken | None
+    hooks: tuple[tuple[str, ...], ...], kind: str, job: str, cancel: CancelToken | None
 ) -> None:
     for argv in hooks:
         log.info("%s: running %s hook: %s", job, kind, " ".join(argv))

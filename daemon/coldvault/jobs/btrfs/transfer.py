@@ -16,6 +16,7 @@ from coldvault.jobs.btrfs import subvol
 from coldvault.jobs.btrfs.subvol import Subvolume
 from coldvault.progress import ProgressMeter
 from coldvault.system import proc
+from coldvault.system.cancel import CancelToken
 
 log = logging.getLogger("coldvault.jobs.btrfs")
 
@@ -69,7 +70,7 @@ def send_receive(
     *,
     compressed: bool,
     meter: ProgressMeter,
-    cancel: proc.CancelToken,
+    cancel: CancelToken,
     expect_received_uuid: str | None = None,
 ) -> tuple[Subvolume, int]:
     """Send ``snapshot`` into ``target_dir``; return the checked copy and bytes relayed.

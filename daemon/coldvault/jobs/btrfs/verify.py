@@ -20,7 +20,7 @@ from coldvault.jobs.btrfs.restore import backup_folders, select
 from coldvault.jobs.btrfs.snapshots import names_in
 from coldvault.jobs.btrfs.subvol import Subvolume
 from coldvault.progress import ProgressCallback, ProgressMeter
-from coldvault.system import proc
+from coldvault.system.cancel import CancelToken
 
 _CHUNK = 1 << 20
 
@@ -42,7 +42,7 @@ def verify(
     snapshot: str | None,
     all_snapshots: bool,
     progress: ProgressCallback,
-    cancel: proc.CancelToken,
+    cancel: CancelToken,
 ) -> VerifyReport:
     """Check the chosen snapshots (default: the latest of each source)."""
     paths = _chosen(job, job_dir, snapshot, all_snapshots)
@@ -68,7 +68,7 @@ def _state_problems(info: Subvolume) -> list[str]:
     return problems
 
 
-def read_all(root: Path, meter: ProgressMeter, cancel: proc.CancelToken) -> tuple[int, list[str]]:
+def read_all(root: Path, meter: ProgressMeter, cancel: CancelToken) -> tuple[int, list[str]]:
     """Read every regular file under ``root``; return (files read, problems)."""
     files, problems = 0, []
     for folder, _dirs, names in os.walk(root, onerror=lambda e: problems.append(str(e))):

@@ -25,7 +25,7 @@ from coldvault.jobs.image.manifest import Manifest, PartRecord, save
 from coldvault.jobs.image.parts import PartWriter, part_indexes, part_name, write_null_part
 from coldvault.jobs.image.reader import BlockStream, hash_zeros, new_hasher, read_full
 from coldvault.progress import ProgressMeter
-from coldvault.system.proc import CancelToken
+from coldvault.system.cancel import CancelToken
 
 log = logging.getLogger("coldvault.image")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from coldvault.jobs.image.manifest import Manifest, PartRecord
 from coldvault.jobs.image.parts import part_indexes, part_name
 from coldvault.jobs.image.reader import hash_zeros, new_hasher, read_full
-from coldvault.system.proc import CancelToken
+from coldvault.system.cancel import CancelToken
 
 log = logging.getLogger("coldvault.image")
 

@@ -15,7 +15,7 @@ from coldvault.jobs.image.manifest import Manifest, PartRecord
 from coldvault.jobs.image.parts import part_name
 from coldvault.jobs.image.reader import new_hasher, read_full
 from coldvault.progress import ProgressMeter
-from coldvault.system.proc import CancelToken
+from coldvault.system.cancel import CancelToken
 
 log = logging.getLogger("coldvault.image")
 

@@ -21,7 +21,7 @@ from coldvault.jobs.image.restore import restore
 from coldvault.jobs.image.source import hooks, open_source
 from coldvault.jobs.image.verify import Checked, verify_folder
 from coldvault.progress import ProgressCallback, ProgressMeter, human_bytes
-from coldvault.system.proc import CancelToken
+from coldvault.system.cancel import CancelToken
 
 log = logging.getLogger("coldvault.image")
 

@@ -13,7 +13,7 @@ from coldvault import platform
 from coldvault.config.model import Argv, ImageJob
 from coldvault.errors import ColdvaultError, JobError
 from coldvault.system import proc
-from coldvault.system.proc import CancelToken
+from coldvault.system.cancel import CancelToken
 
 log = logging.getLogger("coldvault.image")
 

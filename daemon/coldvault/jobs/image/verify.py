@@ -10,7 +10,7 @@ from coldvault.jobs.image.legacy import hash_part_file
 from coldvault.jobs.image.manifest import Manifest
 from coldvault.jobs.image.parts import part_name
 from coldvault.progress import ProgressMeter
-from coldvault.system.proc import CancelToken
+from coldvault.system.cancel import CancelToken
 
 # (device, inode) → problem text or "" : a part shared by hard links is read once.
 Checked = dict[tuple[int, int], str]
