@@ -36,6 +36,7 @@ from coldvault.config.model import (
     Settings,
     SourceRef,
     TokenConfig,
+    VerifySchedule,
     When,
 )
 from coldvault.config.sizes import SIZE_FORMS, parse_size
@@ -82,10 +83,12 @@ SETTINGS_KEYS = (
     "inhibit_sleep",
     "on_success",
     "on_failure",
+    "verify",
 )
+VERIFY_KEYS = ("every", "max_per_session")
 RETENTION_KEYS = ("keep_last", "hourly", "daily", "weekly", "monthly", "yearly")
 HOOK_KEYS = ("before", "after", "on_success", "on_failure")
-COMMON_JOB_KEYS = ("name", "type", "target", "every", "at", "on_plug", *HOOK_KEYS)
+COMMON_JOB_KEYS = ("name", "type", "target", "every", "at", "on_plug", "verify", *HOOK_KEYS)
 IMAGE_KEYS = (
     "source",
     "part_size",
@@ -484,6 +487,23 @@ def _retention(reader: Reader, node: Node, path: str) -> Retention:
     )
 
 
+def _verify(reader: Reader, node: Node, path: str) -> VerifySchedule:
+    sec = reader.section(node, path, VERIFY_KEYS)
+    defaults = VerifySchedule()
+    if sec is None:
+        return defaults
+
+    def every(node: Node, path: str) -> timedelta | None:
+        if isinstance(node, ScalarNode) and node.value == "never":
+            return None
+        return reader.duration(node, path)
+
+    return VerifySchedule(
+        every=sec.get("every", every, defaults.every),
+        max_per_session=sec.get("max_per_session", reader.size, defaults.max_per_session),
+    )
+
+
 def _when(reader: Reader, sec: Section) -> When:
     return When(
         every=sec.get("every", reader.duration, None),
@@ -563,6 +583,7 @@ def _settings(reader: Reader, node: Node | None) -> Settings:
         poll_seconds=sec.get("poll_seconds", reader.seconds, defaults.poll_seconds),
         inhibit_sleep=sec.get("inhibit_sleep", reader.boolean, defaults.inhibit_sleep),
         hooks=_hooks(reader, sec, ("on_success", "on_failure")),
+        verify=sec.get("verify", lambda n, p: _verify(reader, n, p), defaults.verify),
     )
 
 
@@ -628,6 +649,7 @@ def _image_job(
         hash=sec.get("hash", reader.choice(HASHES), ImageJob.hash),
         when=when,
         hooks=hooks,
+        verify=sec.get("verify", lambda n, p: _verify(reader, n, p), None),
     )
     return job if name and source else None
 
@@ -658,6 +680,7 @@ def _btrfs_job(
         compressed_data=sec.get("compressed_data", reader.boolean, False),
         when=when,
         hooks=hooks,
+        verify=sec.get("verify", lambda n, p: _verify(reader, n, p), None),
     )
     return job if name and sources else None
 

@@ -67,6 +67,14 @@ class Retention:
 
 
 @dataclass(frozen=True)
+class VerifySchedule:
+    """When the daemon verifies a job's backups by itself, inside a disk session."""
+
+    every: timedelta | None = timedelta(days=30)  # None (``never``): only ``coldvault verify``
+    max_per_session: int | None = None  # bytes read at most per session; None: no limit
+
+
+@dataclass(frozen=True)
 class SourceRef:
     """An image source: a path, or ``uuid:``/``partuuid:``/``label:`` resolved at run time."""
 
@@ -94,6 +102,7 @@ class ImageJob:
     compress: str | None = None  # reserved: "zstd"
     when: When = field(default_factory=When)
     hooks: Hooks = field(default_factory=Hooks)
+    verify: VerifySchedule | None = None  # None: ``settings.verify``
     type: str = "image"
 
 
@@ -110,6 +119,7 @@ class BtrfsJob:
     compressed_data: bool = False
     when: When = field(default_factory=When)
     hooks: Hooks = field(default_factory=Hooks)
+    verify: VerifySchedule | None = None  # None: ``settings.verify``
     type: str = "btrfs"
 
 
@@ -184,6 +194,7 @@ class Settings:
     poll_seconds: float = 5.0  # disk polling interval where udev events are unavailable
     inhibit_sleep: bool = True
     hooks: Hooks = field(default_factory=Hooks)  # on_success / on_failure for every job
+    verify: VerifySchedule = field(default_factory=VerifySchedule)  # default for every job
 
 
 @dataclass(frozen=True)
@@ -206,6 +217,10 @@ class Config:
     def backup_root(self) -> Path:
         """The folder all jobs write under (the mount point)."""
         return self.disk.mount.point
+
+    def verify_schedule(self, job: Job) -> VerifySchedule:
+        """When ``job`` is verified by the daemon: its own ``verify:`` or the default."""
+        return job.verify if job.verify is not None else self.settings.verify
 
     def job_dir(self, job: Job) -> Path:
         """Where ``job`` keeps its backups."""
