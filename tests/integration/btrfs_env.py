@@ -146,3 +146,8 @@ def subvol_field(path: Path, field: str) -> str:
         if key.strip() == field:
             return value.strip()
     raise AssertionError(f"{field} not in btrfs subvolume show {path}")
+
+
+def snapshot_names(folder: Path) -> list[str]:
+    """Names in a snapshot folder but the links and coldvault's hidden files."""
+    return sorted(p.name for p in folder.iterdir() if not p.is_symlink() and p.name[0] != ".")
