@@ -58,7 +58,8 @@ class BtrfsRunner:
         if self.job.compressed_data:
             transfer.require_compressed_data()
         srcs = sources.job_sources(self.job)
-        subvol.require_btrfs(job_dir, "target")
+        # The mount point only: the job folder's path on the disk is never followed.
+        subvol.require_btrfs(diskdir.split(job_dir, self.job.target)[0], "target")
         results: list[SourceResult] = []
         with diskdir.open_job_folder(job_dir, self.job.target, create=True) as job_folder:
             try:

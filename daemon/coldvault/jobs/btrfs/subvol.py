@@ -14,7 +14,7 @@ import os
 import re
 import struct
 import uuid as uuidlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -293,16 +293,6 @@ def snapshot_readonly(source: Path, dest: Path) -> None:
         elif "no space" in tail.lower():
             hint = "free space on the source filesystem (old snapshots count too)"
         raise JobError(f"cannot snapshot {source} to {dest}: {tail}", hint=hint) from None
-
-
-def delete(paths: Sequence[Path], *, commit: bool = True) -> None:
-    """Delete subvolumes; ``--commit-after`` so the deletion is durable before we go on."""
-    if not paths:
-        return
-    argv: list[str | os.PathLike[str]] = ["btrfs", "subvolume", "delete"]
-    if commit:
-        argv.append("--commit-after")
-    proc.run([*argv, *paths])
 
 
 def du(paths: Iterable[Path]) -> dict[Path, tuple[int, int]]:
