@@ -228,8 +228,9 @@ def test_damaged_copy_is_marked_and_never_a_parent(
     assert tree_digest(job_dir / "rot" / str(third.snapshot)) == tree_digest(vol)
     again = runner.verify(job_dir, None, False, lambda _: None, CancelToken())
     assert again.ok, again.problems
-    # The damaged copy stays marked until a verify reads it back well.
+    # The damaged copy stays marked until a verify reads it back well; list shows it.
     assert uuid in json.loads((job_dir / "rot" / diskstate.FILE).read_text())["damaged"]
+    assert f"{second.snapshot}: marked damaged by verify" in runner.list(job_dir)
 
 
 def test_progress_shows_an_estimated_total(module_fs: MakeFs) -> None:

@@ -240,3 +240,19 @@ def test_compressed_data_support_names_what_is_missing(tmp_path: Path) -> None:
         Path("/p"),
         Path("/s"),
     ]
+
+
+def test_damaged_copies_are_never_parents() -> None:
+    def sv(name: str, uuid: str, received: str | None = None) -> subvol.Subvolume:
+        return subvol.Subvolume(Path(name), name, uuid, None, received, 1, 1, True, None)
+
+    local = [sv("d.1", "s1"), sv("d.2", "s2"), sv("d.3", "s3")]  # oldest first
+    copies = [sv("d.1", "c1", "s1"), sv("d.2", "c2", "s2"), sv("d.3", "c3", "s3")]
+    assert parent.choose(local, copies).parent == local[2]
+    choice = parent.choose(local, copies, {"c3"})
+    assert choice.parent == local[1] and choice.damaged == ("d.3",)
+    assert local[2] not in choice.clones
+    none_good = parent.choose(local, copies, {"c1", "c2", "c3"})
+    assert none_good.parent is None and none_good.damaged == ("d.3", "d.2", "d.1")
+    renamed = [sv("before-upgrade", "c9", "s2")]  # any name: matched by received_uuid
+    assert parent.choose(local, renamed).parent == local[1]

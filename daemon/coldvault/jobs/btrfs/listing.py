@@ -8,7 +8,7 @@ from pathlib import Path
 
 from coldvault.config.model import BtrfsJob
 from coldvault.errors import ColdvaultError, JobError
-from coldvault.jobs.btrfs import diskdir, snapshots, subvol
+from coldvault.jobs.btrfs import diskdir, diskstate, snapshots, subvol
 from coldvault.jobs.btrfs.sources import Source, job_sources
 from coldvault.jobs.btrfs.subvol import Subvolume
 from coldvault.progress import human_bytes
@@ -56,7 +56,12 @@ def _read_side(open_folder: Callable[[], SafeDir | None], source: str) -> Found:
                 if (p := snapshots.as_path(folder, s)) in sizes
             }
             named = {s.path.name: s for s in found.snapshots}
-            return named, links, list(found.unexpected), by_uuid
+            damaged = diskstate.load(folder).damaged if folder.lstat(diskstate.FILE) else {}
+            problems = list(found.unexpected)
+            problems += [
+                f"{d.name}: marked damaged by verify on {d.found}" for d in damaged.values()
+            ]
+            return named, links, problems, by_uuid
     except (ColdvaultError, OSError) as exc:
         return {}, {}, [str(exc)], {}
 
