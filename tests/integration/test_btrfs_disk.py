@@ -273,3 +273,58 @@ def test_verify_and_list_report_planted_entries(module_fs: MakeFs, tmp_path: Pat
     assert "lv.20000101T000000Z" in listed and "symlink" in listed
     with pytest.raises(ColdvaultError, match="not a finished backup"):
         runner.verify(job_dir, "lv.20000101T000000Z", False, lambda _: None, CancelToken())
+
+
+def test_subvolume_delete_never_follows_a_symlink(module_fs: MakeFs) -> None:
+    """``btrfs subvolume delete DIR/name`` realpath()s a symlink ``name`` and deletes
+    its target (seen with btrfs-progs 6.2, even through /proc/PID/fd); the ioctl
+    coldvault uses looks the name up in the held folder and refuses."""
+    from coldvault.errors import JobError
+    from coldvault.jobs.btrfs import subvol
+    from coldvault.system.beneath import SafeDir
+
+    _, dst = _fs(module_fs)
+    victim = create_subvolume(dst / "victim")
+    folder = dst / "delfolder"
+    folder.mkdir()
+    (folder / "snap.20260101T000000Z").symlink_to(victim)
+    with SafeDir.open_root(folder) as held:
+        assert subvol.info_at(held, "snap.20260101T000000Z") is None
+        with pytest.raises(JobError, match="cannot delete subvolume"):
+            subvol.destroy(held, "snap.20260101T000000Z")
+        assert subvol_field(victim, "Name") == "victim"
+        create_subvolume(folder / "real")
+        # Names made after the folder was opened are listed (Btrfs lists, per open
+        # descriptor, only entries older than it: SafeDir.names() reopens the folder).
+        assert "real" in held.names()
+        subvol.destroy(held, "real")
+        subvol.commit(held)
+    assert not (folder / "real").exists()
+    assert (folder / "snap.20260101T000000Z").is_symlink()
+
+
+def test_planted_state_files_are_never_followed(
+    module_fs: MakeFs, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    src, dst = _fs(module_fs)
+    vol = create_subvolume(src / "st")
+    random_file(vol / "a.bin", 4096)
+    job = job_for(vol, name="st")
+    job_dir = dst / "st"
+    first = run_job(job, job_dir)
+    host = tmp_path / "host.txt"
+    host.write_text("host file\n")
+    folder = job_dir / "st"
+    (folder / ".coldvault-btrfs.json").unlink()  # written by the first run
+    (folder / ".coldvault-btrfs.json").symlink_to(host)
+    (folder / ".coldvault-unsent").symlink_to(host)
+    random_file(vol / "b.bin", 4096)
+    with caplog.at_level(logging.WARNING, logger="coldvault.jobs.btrfs"):
+        second = run_job(job, job_dir)
+        report = BtrfsRunner(job).verify(job_dir, None, True, lambda _: None, CancelToken())
+    assert f"incremental from {first.snapshot}" in second.summary
+    assert report.ok, report.problems
+    assert host.read_text() == "host file\n"
+    assert (folder / ".coldvault-btrfs.json").is_symlink()
+    assert (folder / ".coldvault-unsent").is_symlink()
+    assert any(".coldvault-btrfs.json" in w for w in _warnings(caplog))

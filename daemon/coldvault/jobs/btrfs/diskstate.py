@@ -89,7 +89,7 @@ def load(folder: SafeDir) -> DiskState:
         return DiskState()
     try:
         return parse(folder.read_bytes(FILE, _LIMIT).decode())
-    except (DiskError, ValueError, UnicodeDecodeError) as exc:
+    except (OSError, DiskError, ValueError, UnicodeDecodeError) as exc:
         log.warning(
             "ignoring %s: %s (damage marks and send sizes are forgotten)",
             folder.child(FILE),

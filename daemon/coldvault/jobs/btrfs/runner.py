@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from coldvault.config.model import BtrfsJob
-from coldvault.errors import CommandError, JobError
+from coldvault.errors import CommandError, DiskError, JobError
 from coldvault.jobs.base import JobResult, RestoreRequest, VerifyReport
 from coldvault.jobs.btrfs import (
     diskdir,
@@ -236,7 +236,7 @@ def _save_quietly(target: SafeDir, state: diskstate.DiskState) -> None:
     """The send sizes only feed progress estimates: a failure to save them is logged."""
     try:
         diskstate.save(target, state)
-    except OSError as exc:
+    except (OSError, DiskError) as exc:
         log.warning("cannot save %s: %s", target.child(diskstate.FILE), exc)
 
 

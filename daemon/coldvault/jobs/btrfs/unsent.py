@@ -27,8 +27,15 @@ FILE = ".coldvault-unsent"
 
 
 def mark(target: SafeDir, name: str) -> None:
-    """Record in the disk's ``target`` folder that ``name`` is about to be made and sent."""
-    target.write_atomic(FILE, name + "\n")
+    """Record in the disk's ``target`` folder that ``name`` is about to be made and sent.
+
+    Something else at the name (a planted symlink) is reported and left alone; the run
+    goes on (a kill would then leave the snapshot to retention).
+    """
+    try:
+        target.write_atomic(FILE, name + "\n")
+    except DiskError as exc:
+        log.warning("%s", exc.message)
 
 
 def clear(target: SafeDir) -> None:
@@ -44,7 +51,7 @@ def clean(folder: SafeDir, target: SafeDir, local: Scan, received: Scan) -> list
         return []
     try:
         name = target.read_bytes(FILE, 4096).decode().strip()
-    except (DiskError, UnicodeDecodeError) as exc:
+    except (OSError, DiskError, UnicodeDecodeError) as exc:
         log.warning("ignoring %s: %s", target.child(FILE), exc)
         return []
     copies = {r.received_uuid for r in received.complete()}

@@ -10,12 +10,13 @@ scan the whole disk, and needs no job).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import stat
 from pathlib import Path
 
 from coldvault.config.model import BtrfsJob
-from coldvault.errors import JobError
+from coldvault.errors import DiskError, JobError
 from coldvault.jobs.base import VerifyReport
 from coldvault.jobs.btrfs import diskstate, snapshots
 from coldvault.jobs.btrfs.restore import Chosen, open_backup_folders, select
@@ -23,6 +24,8 @@ from coldvault.jobs.btrfs.subvol import Subvolume
 from coldvault.progress import ProgressCallback, ProgressMeter
 from coldvault.system.beneath import SafeDir
 from coldvault.system.cancel import CancelToken
+
+log = logging.getLogger("coldvault.jobs.btrfs")
 
 _CHUNK = 1 << 20
 
@@ -86,10 +89,15 @@ def verify(
 def _mark(
     folder: SafeDir, good: dict[str, str], bad: dict[str, tuple[str, tuple[str, ...]]]
 ) -> None:
+    """Record the findings; a disk that cannot be written (read-only mount) still verifies."""
     state = diskstate.load(folder)
     updated = diskstate.with_verified(state, good, bad)
-    if updated.damaged != state.damaged:
+    if updated.damaged == state.damaged:
+        return
+    try:
         diskstate.save(folder, updated)
+    except (OSError, DiskError) as exc:
+        log.warning("cannot record what verify found in %s: %s", folder.child(diskstate.FILE), exc)
 
 
 def _state_problems(info: Subvolume) -> list[str]:
