@@ -27,6 +27,7 @@ from coldvault.jobs.btrfs import (
 )
 from coldvault.jobs.btrfs.parent import ParentChoice
 from coldvault.jobs.btrfs.sources import Source
+from coldvault.jobs.btrfs.subvol import Subvolume
 from coldvault.progress import ProgressCallback, ProgressMeter, human_bytes
 from coldvault.system import proc
 from coldvault.system.beneath import SafeDir
@@ -106,24 +107,9 @@ class BtrfsRunner:
         progress: ProgressCallback,
         cancel: CancelToken,
     ) -> SourceResult:
-        received = snapshots.remove_partial(target, src.name)
-        snapshots.report(received)
-        for folder in (local, target):
-            snapshots.leftover_links(folder)
-        unsent.clean(local, target, snapshots.scan(local, src.name), received)
-        state = diskstate.load(target)
-        choice = parent.choose(
-            snapshots.scan(local, src.name).snapshots, received.complete(), state.damaged
-        )
-        _log_choice(src, target, choice)
-
-        name = snapshots.new_name([local, target], src.name, datetime.now(UTC))
-        unsent.mark(target, name)
-        subvol.snapshot_readonly(src.path, src.snapshot_dir / name)
-        snap = subvol.info_at(local, name)
-        if snap is None:
-            raise JobError(f"snapshot {src.snapshot_dir / name} vanished after it was made")
-        killpoints.reached("btrfs.snapshot-taken")
+        state, choice = _prepare(src, local, target)
+        snap = _take_snapshot(src, local, target)
+        name = snap.path.name
         kind = "incremental" if choice.parent else "full"
         meter = self._meter(src, state, kind, progress)
         meter.update(0, detail=f"{name} ({kind})")
@@ -145,18 +131,19 @@ class BtrfsRunner:
         unsent.clear(target)
         log.info("%s: received %s (%s sent)", src.path, target.child(name), human_bytes(sent))
         _save_quietly(target, diskstate.with_sent(state, kind, sent))
-
         # The new snapshot is now the newest one both sides share: the next parent.
+        self._prune(src, local, target, protect=name)
+        _relink(src, local, target)
+        return SourceResult(name, choice.parent.path.name if choice.parent else None, sent)
+
+    def _prune(self, src: Source, local: SafeDir, target: SafeDir, *, protect: str) -> None:
         rules = (
             (target, "target", self.job.target_retention),
             (local, "source", self.job.source_retention),
         )
         for folder, side, rule in rules:
-            prune.prune(
-                folder, snapshots.scan(folder, src.name), src.name, rule, protect={name}, side=side
-            )
-        _relink(src, local, target)
-        return SourceResult(name, choice.parent.path.name if choice.parent else None, sent)
+            found = snapshots.scan(folder, src.name)
+            prune.prune(folder, found, src.name, rule, protect={protect}, side=side)
 
     def _meter(
         self, src: Source, state: diskstate.DiskState, kind: str, progress: ProgressCallback
@@ -206,6 +193,34 @@ class BtrfsRunner:
         from coldvault.jobs.btrfs.listing import listing
 
         return listing(self.job, job_dir)
+
+
+def _prepare(
+    src: Source, local: SafeDir, target: SafeDir
+) -> tuple[diskstate.DiskState, ParentChoice]:
+    """Clean up after earlier runs, then pick the parent among good copies."""
+    received = snapshots.remove_partial(target, src.name)
+    snapshots.report(received)
+    for folder in (local, target):
+        snapshots.leftover_links(folder)
+    unsent.clean(local, target, snapshots.scan(local, src.name), received)
+    state = diskstate.load(target)
+    local_snaps = snapshots.scan(local, src.name).snapshots
+    choice = parent.choose(local_snaps, received.complete(), state.damaged)
+    _log_choice(src, target, choice)
+    return state, choice
+
+
+def _take_snapshot(src: Source, local: SafeDir, target: SafeDir) -> Subvolume:
+    """The new read-only source snapshot, marked unsent on the disk first."""
+    name = snapshots.new_name([local, target], src.name, datetime.now(UTC))
+    unsent.mark(target, name)
+    subvol.snapshot_readonly(src.path, src.snapshot_dir / name)
+    snap = subvol.info_at(local, name)
+    if snap is None:
+        raise JobError(f"snapshot {src.snapshot_dir / name} vanished after it was made")
+    killpoints.reached("btrfs.snapshot-taken")
+    return snap
 
 
 def _relink(src: Source, local: SafeDir, target: SafeDir) -> None:
