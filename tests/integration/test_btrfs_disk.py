@@ -31,6 +31,7 @@ from tests.integration.btrfs_env import (
 
 from coldvault.config.model import Hooks
 from coldvault.errors import ColdvaultError
+from coldvault.jobs.base import RestoreRequest
 from coldvault.jobs.btrfs import diskstate
 from coldvault.jobs.btrfs.runner import BtrfsRunner
 from coldvault.progress import Progress
@@ -231,6 +232,13 @@ def test_damaged_copy_is_marked_and_never_a_parent(
     # The damaged copy stays marked until a verify reads it back well; list shows it.
     assert uuid in json.loads((job_dir / "rot" / diskstate.FILE).read_text())["damaged"]
     assert f"{second.snapshot}: marked damaged by verify" in runner.list(job_dir)
+    # Restore onto the source filesystem: the damaged copy is not the incremental base.
+    back = src / "rot-restored"
+    back.mkdir()
+    request = RestoreRequest(snapshot=str(third.snapshot), dest=back)
+    message = runner.restore(job_dir, request, lambda _: None, CancelToken())
+    assert f"incrementally against {first.snapshot}" in message
+    assert tree_digest(back / str(third.snapshot)) == tree_digest(vol)
 
 
 def test_progress_shows_an_estimated_total(module_fs: MakeFs) -> None:

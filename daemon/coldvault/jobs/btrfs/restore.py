@@ -10,17 +10,20 @@ earlier restore). Nothing existing is ever overwritten.
 from __future__ import annotations
 
 import contextlib
+import logging
 from pathlib import Path
 
 from coldvault.config.model import BtrfsJob
 from coldvault.errors import JobError
 from coldvault.jobs.base import RestoreRequest
-from coldvault.jobs.btrfs import diskdir, snapshots, subvol, transfer
+from coldvault.jobs.btrfs import diskdir, diskstate, snapshots, subvol, transfer
 from coldvault.jobs.btrfs.sources import job_sources
 from coldvault.jobs.btrfs.subvol import Subvolume
 from coldvault.progress import ProgressCallback, ProgressMeter, human_bytes
 from coldvault.system.beneath import SafeDir
 from coldvault.system.cancel import CancelToken
+
+log = logging.getLogger("coldvault.jobs.btrfs")
 
 
 def open_backup_folders(
@@ -106,7 +109,15 @@ def restore(
                 )
         lines = []
         for source, folder, snap in chosen:
-            copies = snapshots.scan(folder, source).complete()
+            damaged = diskstate.load(folder).damaged
+            if snap.uuid in damaged:
+                log.warning(
+                    "restoring %s although verify marked it damaged: %s",
+                    snap.path,
+                    "; ".join(damaged[snap.uuid].problems[:3]),
+                )
+            # A damaged copy is never a base for an incremental restore.
+            copies = [c for c in snapshots.scan(folder, source).complete() if c.uuid not in damaged]
             base = restore_parent(copies, snap, dest)
             meter = ProgressMeter(job.name, "restoring", progress)
             meter.update(0, detail=snap.path.name)
