@@ -336,3 +336,24 @@ def test_planted_state_files_are_never_followed(
     assert (folder / ".coldvault-btrfs.json").is_symlink()
     assert (folder / ".coldvault-unsent").is_symlink()
     assert any(".coldvault-btrfs.json" in w for w in _warnings(caplog))
+
+
+def test_cli_names_a_symlinked_folder_without_traceback(
+    module_fs: MakeFs, tmp_path: Path, coldvault_cmd: list[str]
+) -> None:
+    from tests.integration.test_btrfs_faults import cli, write_config
+
+    src, dst = _fs(module_fs)
+    vol = create_subvolume(src / "clisym")
+    random_file(vol / "a.bin", 4096)
+    host = tmp_path / "host"
+    host.mkdir()
+    (dst / "clisym").symlink_to(host)
+    config = write_config(tmp_path, dst, [vol], name="clisym")
+    done = cli(coldvault_cmd, config, "run", "clisym")
+    assert done.returncode != 0, done.stderr
+    assert f"{dst / 'clisym'} is a symlink" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert list(host.iterdir()) == []
+    listed = cli(coldvault_cmd, config, "verify", "clisym")
+    assert "Traceback" not in listed.stderr and listed.returncode != 0
