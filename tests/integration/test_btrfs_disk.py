@@ -357,3 +357,30 @@ def test_cli_names_a_symlinked_folder_without_traceback(
     assert list(host.iterdir()) == []
     listed = cli(coldvault_cmd, config, "verify", "clisym")
     assert "Traceback" not in listed.stderr and listed.returncode != 0
+
+
+def test_only_copy_marked_damaged_means_a_full_send(
+    module_fs: MakeFs, caplog: pytest.LogCaptureFixture
+) -> None:
+    from coldvault.system.beneath import SafeDir
+
+    src, dst = _fs(module_fs)
+    vol = create_subvolume(src / "onlybad")
+    random_file(vol / "a.bin", MiB)
+    job = job_for(vol, name="onlybad")
+    job_dir = dst / "onlybad"
+    first = run_job(job, job_dir)
+    copy = job_dir / "onlybad" / str(first.snapshot)
+    with SafeDir.open_root(job_dir / "onlybad") as folder:  # as verify records a finding
+        state = diskstate.with_verified(
+            diskstate.load(folder),
+            {},
+            {subvol_field(copy, "UUID"): (str(first.snapshot), ("a.bin: cannot be read back",))},
+        )
+        diskstate.save(folder, state)
+    random_file(vol / "b.bin", 4096)
+    with caplog.at_level(logging.INFO, logger="coldvault.jobs.btrfs"):
+        second = run_job(job, job_dir)
+    assert "full" in second.summary and second.bytes_written > MiB
+    assert any("no good snapshot shared" in r.getMessage() for r in caplog.records)
+    assert tree_digest(job_dir / "onlybad" / str(second.snapshot)) == tree_digest(vol)
