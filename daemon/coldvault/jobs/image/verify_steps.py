@@ -90,12 +90,17 @@ def image_step(
                 continue  # checked by an earlier step
             if index >= folder.count:
                 continue
-            here = VerifyPosition(snapshot=folder.key, part=index)
-            if cancel.cancelled or over_budget(read, budget):
-                return StepResult(here, read, items, tuple(problems), tuple(notes))
+            found = _locate(folder, index)
+            # Stop only before a read: a part shared with one just read costs nothing, and
+            # leaving it to the next session would read it again there.
+            if isinstance(found, os.stat_result) and (found.st_dev, found.st_ino) not in checked:
+                if cancel.cancelled or over_budget(read, budget):
+                    here = VerifyPosition(snapshot=folder.key, part=index)
+                    return StepResult(here, read, items, tuple(problems), tuple(notes))
             try:
-                got, problem = _check(folder, index, checked, cancel)
+                got, problem = _check(folder, index, found, checked, cancel)
             except Cancelled:
+                here = VerifyPosition(snapshot=folder.key, part=index)
                 return StepResult(here, read, items, tuple(problems), tuple(notes))
             read += got
             items += 1
@@ -105,25 +110,36 @@ def image_step(
     return StepResult(None, read, items, tuple(problems), tuple(notes))
 
 
-def _check(
-    folder: _Folder, index: int, checked: dict[tuple[int, int], str], cancel: CancelToken
-) -> tuple[int, str]:
-    """(bytes read, problem or "") for one part of one folder."""
+def _locate(folder: _Folder, index: int) -> os.stat_result | str:
+    """The part's lstat, or what is wrong with it (not recorded, missing, not a file)."""
     record = folder.manifest.parts[index] if index < len(folder.manifest.parts) else None
     if record is None:
-        return 0, "not recorded in the manifest (interrupted write?)"
-    path = folder.path / part_name(index)
+        return "not recorded in the manifest (interrupted write?)"
     try:
-        st = os.lstat(path)
+        st = os.lstat(folder.path / part_name(index))
     except FileNotFoundError:
-        return 0, "missing"
+        return "missing"
     except OSError as exc:
-        return 0, f"unreadable: {exc.strerror}"
-    if not stat.S_ISREG(st.st_mode):
-        return 0, "not a regular file"
-    key = (st.st_dev, st.st_ino)
+        return f"unreadable: {exc.strerror}"
+    return st if stat.S_ISREG(st.st_mode) else "not a regular file"
+
+
+def _check(
+    folder: _Folder,
+    index: int,
+    found: os.stat_result | str,
+    checked: dict[tuple[int, int], str],
+    cancel: CancelToken,
+) -> tuple[int, str]:
+    """(bytes read, problem or "") for one part of one folder."""
+    if isinstance(found, str):
+        return 0, found
+    key = (found.st_dev, found.st_ino)
     if key in checked:
         return 0, checked[key]
-    problem = check_part_file(path, st.st_size, record, folder.manifest, cancel)
+    record = folder.manifest.parts[index]
+    assert record is not None  # _locate said so
+    path = folder.path / part_name(index)
+    problem = check_part_file(path, found.st_size, record, folder.manifest, cancel)
     checked[key] = problem
-    return st.st_size, problem
+    return found.st_size, problem
