@@ -149,7 +149,7 @@ def test_original_script_folders_are_not_yet_adopted_not_damaged(tmp_path: Path)
 def test_verify_cli_on_an_original_script_folder_exits_0(
     tmp_path: Path, coldvault_cmd: list[str]
 ) -> None:
-    _, job_dir = _legacy_folder(tmp_path / "root")
+    _legacy_folder(tmp_path / "root")
     config = tmp_path / "config.yaml"
     config.write_text(
         f"""

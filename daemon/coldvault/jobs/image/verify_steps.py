@@ -93,10 +93,12 @@ def image_step(
             found = _locate(folder, index)
             # Stop only before a read: a part shared with one just read costs nothing, and
             # leaving it to the next session would read it again there.
-            if isinstance(found, os.stat_result) and (found.st_dev, found.st_ino) not in checked:
-                if cancel.cancelled or over_budget(read, budget):
-                    here = VerifyPosition(snapshot=folder.key, part=index)
-                    return StepResult(here, read, items, tuple(problems), tuple(notes))
+            reads = (
+                isinstance(found, os.stat_result) and (found.st_dev, found.st_ino) not in checked
+            )
+            if reads and (cancel.cancelled or over_budget(read, budget)):
+                here = VerifyPosition(snapshot=folder.key, part=index)
+                return StepResult(here, read, items, tuple(problems), tuple(notes))
             try:
                 got, problem = _check(folder, index, found, checked, cancel)
             except Cancelled:
