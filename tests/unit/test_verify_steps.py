@@ -248,6 +248,9 @@ def test_sessions_record_progress_results_and_events(
     assert current_io_class() != int(psutil.IOPRIO_CLASS_IDLE)  # put back afterwards
     report = build_report(config, NOW + timedelta(days=1))
     assert report.exit_code == 0 and not report.verify_problems
+    text = render_text(report, NOW + timedelta(days=1))
+    assert "  verify (every 30d, at most 256.0 KiB a session): verified ok (8 checked" in text
+    assert "; next in 2" in text  # 30 days after it finished
 
     # Rot, then the next round (30 days on): problems in state, status, events, exit 6.
     part = snapshots(job_dir)[0] / "part_00000002"
@@ -308,3 +311,47 @@ def test_a_job_that_cannot_be_verified_is_recorded_not_raised(
     v = state.get(job.name).verify
     # No snapshot folder at all: the round completes with nothing checked.
     assert v.result == st.VERIFY_OK and v.items == 0 and v.position is None
+
+
+def test_session_verifies_after_backups_and_a_stop_ends_it_within_a_part(tmp_path: Path) -> None:
+    """run_session as the daemon calls it: backups first, then the scheduled verification;
+    the daemon's stop token ends the verification at once and the round goes on later."""
+    from coldvault.service.runner import run_session
+
+    src = tmp_path / "src"
+    write_source(src, [(16 * PART, True)])
+    job = make_job(src, snapshots=0)
+    config = Config(
+        path=tmp_path / "config.yaml",
+        disk=DiskConfig(mount=MountConfig(tmp_path / "backup", require_mount=False)),
+        jobs=(job,),
+        settings=Settings(
+            state_file=tmp_path / "state.json",
+            runtime_dir=tmp_path / "run",
+            lock_file=tmp_path / "lock",
+            inhibit_sleep=False,
+        ),
+    )
+    (tmp_path / "backup").mkdir()
+    cancel = CancelToken()
+    seen: list[Progress] = []
+
+    def progress(p: Progress) -> None:
+        seen.append(p)
+        if p.phase == "verifying (scheduled)" and p.done_bytes:
+            cancel.cancel("SIGTERM received")  # what the daemon's signal handler does
+
+    outcome = run_session(config, [job], cancel=cancel, progress=progress, verify=True)
+    assert [o.result for o in outcome.jobs] == [st.SUCCESS]
+    phases = [p.phase for p in seen]
+    assert phases.index("reading") < phases.index("verifying (scheduled)")
+    assert seen[-1].describe().startswith("img: verifying (scheduled) ")  # the STATUS= line
+    state = st.StateFile(config.settings.state_file)
+    v = state.get(job.name).verify
+    assert v.position is not None and v.result is None
+    assert v.round_items < 16  # stopped after the part under way, not at the end
+
+    rest = run_session(config, [], cancel=CancelToken(), progress=no_progress, verify=True)
+    assert rest.jobs == ()
+    v = state.get(job.name).verify
+    assert v.result == st.VERIFY_OK and v.items == 16 and v.sessions == 2

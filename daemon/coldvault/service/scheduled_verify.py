@@ -252,6 +252,8 @@ def describe_verify(v: st.VerifyState) -> str:
         text = f"VERIFY FOUND {v.problem_count} PROBLEM(S)"
     else:
         text = f"verification could not run: {v.error}"
+    if v.last_finished is not None:
+        text += f" on {v.last_finished:%Y-%m-%d %H:%M}"
     if v.position is not None:
         text += f"; verification under way ({human_bytes(v.round_bytes)} read so far)"
     return text

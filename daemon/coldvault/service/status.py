@@ -334,14 +334,13 @@ SHOWN_PROBLEMS = 5
 
 
 def _verify_lines(v: VerifyLine, now: datetime) -> list[str]:
-    when = f" on {v.last_finished:%Y-%m-%d %H:%M}" if v.last_finished else ""
     if v.next_due is None:
         nxt = "only by `coldvault verify`" if v.schedule == "never" else "after the first backup"
     elif v.next_due <= now:
         nxt = "in the next disk session"
     else:
         nxt = f"in {format_age(v.next_due - now)}"
-    lines = [f"  verify ({v.schedule}): {v.text}{when if v.result else ''}; next {nxt}"]
+    lines = [f"  verify ({v.schedule}): {v.text}; next {nxt}"]
     lines += [f"    problem: {p}" for p in v.problems[:SHOWN_PROBLEMS]]
     if v.problem_count > SHOWN_PROBLEMS:
         lines.append(
