@@ -345,3 +345,18 @@ def test_status_process_shows_a_damaged_state_file(
     assert f"state file {tmp_path / 'state.json'} is damaged" in out.stdout
     assert field in out.stdout
     assert "x (image, every 1d): unknown" in out.stdout
+
+
+def test_what_coldvault_writes_always_reads_back(tmp_path: Path) -> None:
+    """A huge or NUL-bearing message (command stderr) is clipped, never a damaged file."""
+    store = StateFile(tmp_path / "state.json")
+    long = "x" * 200_000 + "\0tail"
+    store.update(
+        "x",
+        error=long,
+        summary="a\0b",
+        verify=VerifyState(problems=(long,), error=long, notes=("\0",)),
+    )
+    got = StateFile(store.path).get("x")
+    assert got.error is not None and got.error.endswith("...") and "\0" not in got.error
+    assert got.summary == "a\\0b" and got.verify.problems[0].startswith("xxx")

@@ -19,11 +19,11 @@ import stat
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from coldvault.errors import ColdvaultError
 from coldvault.jobs.verify_steps import VerifyPosition
-from coldvault.service.state_fields import FieldError, Fields
+from coldvault.service.state_fields import MAX_TEXT, FieldError, Fields
 from coldvault.system.files import atomic_write
 
 STATE_VERSION = 1
@@ -75,7 +75,8 @@ class VerifyState:
         for key in _VERIFY_TIMES:
             out[key] = _iso(out[key])
         for key in ("problems", "notes", "round_problems", "round_notes"):
-            out[key] = list(out[key])
+            out[key] = [clip(line) for line in out[key]]
+        out["error"] = clip(self.error)
         if self.position is not None:
             out["position"]["targets"] = list(self.position.targets)
         return out
@@ -146,6 +147,7 @@ class JobState:
         out = asdict(self)
         for key in _TIMES:
             out[key] = _iso(out[key])
+        out["error"], out["summary"] = clip(self.error), clip(self.summary)
         out["verify"] = self.verify.to_json()
         return out
 
@@ -165,6 +167,22 @@ class JobState:
             summary=f.text("summary"),
             verify=VerifyState.from_fields(verify) if verify is not None else VerifyState(),
         )
+
+
+@overload
+def clip(text: str) -> str: ...
+@overload
+def clip(text: None) -> None: ...
+def clip(text: str | None) -> str | None:
+    """A message as the loader accepts it back: no NUL, at most MAX_TEXT characters.
+
+    Whatever coldvault writes must read back; a long command error must never
+    make the whole state file "damaged" and hold every job.
+    """
+    if text is None:
+        return None
+    text = text.replace("\0", "\\0")
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 3] + "..."
 
 
 def _iso(value: datetime | None) -> str | None:

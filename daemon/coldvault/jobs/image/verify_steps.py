@@ -63,7 +63,7 @@ def _folders(job: ImageJob, job_dir: Path, notes: list[str], problems: list[str]
         if len(manifest.parts) < count:
             problems.append(f"{path}: the manifest lists {len(manifest.parts)} of {count} parts")
         found.append(_Folder(key, path, manifest, count))
-    return found
+    return sorted(found, key=lambda f: f.key)  # the order positions compare in
 
 
 def image_step(
