@@ -309,8 +309,15 @@ def test_a_job_that_cannot_be_verified_is_recorded_not_raised(
         clock=lambda: NOW,
     )
     v = state.get(job.name).verify
-    # No snapshot folder at all: the round completes with nothing checked.
-    assert v.result == st.VERIFY_OK and v.items == 0 and v.position is None
+    # No backup folder at all: recorded as "could not run", logged as verify_failed.
+    assert v.result == st.VERIFY_ERROR and v.position is None and v.last_finished == NOW
+    assert v.error is not None and "no backups in" in v.error
+    assert "verify_failed" in caplog.text or any(
+        "verify_failed" in str(r.__dict__) for r in caplog.records
+    )
+    report = build_report(config, NOW)
+    assert report.exit_code == 0  # nothing was found damaged
+    assert "verification could not run: no backups in" in render_text(report, NOW)
 
 
 def test_session_verifies_after_backups_and_a_stop_ends_it_within_a_part(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coldvault.config.model import ImageJob
-from coldvault.errors import Cancelled, ColdvaultError
+from coldvault.errors import Cancelled, ColdvaultError, JobError
 from coldvault.jobs.image import listing
 from coldvault.jobs.image import manifest as manifest_mod
 from coldvault.jobs.image.backup import Layout
@@ -49,7 +49,10 @@ class _Folder:
 def _folders(job: ImageJob, job_dir: Path, notes: list[str], problems: list[str]) -> list[_Folder]:
     """Every backup folder with a usable manifest; the others go to notes or problems."""
     found = []
-    for path in listing.folders(job_dir, job.snapshots):
+    paths = listing.folders(job_dir, job.snapshots)
+    if not paths:
+        raise JobError(f"no backups in {job_dir}", hint="run a backup first")
+    for path in paths:
         key = "." if path == job_dir else path.name
         try:
             manifest = manifest_mod.load(path)
