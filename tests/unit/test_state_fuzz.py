@@ -360,3 +360,19 @@ def test_what_coldvault_writes_always_reads_back(tmp_path: Path) -> None:
     got = StateFile(store.path).get("x")
     assert got.error is not None and got.error.endswith("...") and "\0" not in got.error
     assert got.summary == "a\\0b" and got.verify.problems[0].startswith("xxx")
+
+
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    content=st.binary(max_size=200)
+    | json_values.map(lambda v: json.dumps({"version": 1, "jobs": {"x": v}}).encode())
+    | state_maps.map(lambda jobs: json.dumps(_document(jobs)).encode())
+)
+def test_status_process_on_generated_state_files(tmp_path: Path, content: bytes) -> None:
+    out = _status(tmp_path, content)
+    assert out.returncode in (0, 1, 6, 7), out.stdout + out.stderr
+    assert "Traceback" not in out.stdout + out.stderr
+    if out.returncode == 1:
+        assert "is damaged" in out.stdout
