@@ -6,7 +6,6 @@ enough to be caught while running (reading holes costs no disk I/O, only time).
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
