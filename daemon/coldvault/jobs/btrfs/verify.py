@@ -88,3 +88,8 @@ def read_all(root: Path, meter: ProgressMeter, cancel: CancelToken) -> tuple[int
                 problems.append(f"{path}: cannot be read back ({exc.strerror})")
             files += 1
     return files, problems
+
+
+def subvolume_problems(path: Path) -> list[str]:
+    """The subvolume-level checks of one received snapshot (for the budgeted verification)."""
+    return _state_problems(subvol.show(path))

@@ -20,6 +20,7 @@ from coldvault.jobs.image.reader import available_algorithm
 from coldvault.jobs.image.restore import restore
 from coldvault.jobs.image.source import hooks, open_source
 from coldvault.jobs.image.verify import Checked, verify_folder
+from coldvault.jobs.image.verify_steps import NOT_ADOPTED
 from coldvault.progress import ProgressCallback, ProgressMeter, human_bytes
 from coldvault.system.cancel import CancelToken
 
@@ -234,11 +235,8 @@ class ImageRunner:
         items, problems = 0, []
         for folder in chosen:
             found = manifest_mod.load(folder)
-            if found is None:
-                problems.append(
-                    f"{folder}: no manifest (a folder of the original script?); "
-                    "the next backup run adopts it"
-                )
+            if found is None:  # not damage: nothing to compare against yet (no exit 6)
+                log.warning("%s: %s; its parts were not checked", folder, NOT_ADOPTED)
                 continue
             count, found_problems = verify_folder(
                 folder, found, checked=checked, meter=meter, cancel=cancel

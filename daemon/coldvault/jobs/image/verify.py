@@ -7,7 +7,7 @@ from pathlib import Path
 
 from coldvault.jobs.image.backup import Layout
 from coldvault.jobs.image.legacy import hash_part_file
-from coldvault.jobs.image.manifest import Manifest
+from coldvault.jobs.image.manifest import Manifest, PartRecord
 from coldvault.jobs.image.parts import part_name
 from coldvault.progress import ProgressMeter
 from coldvault.system.cancel import CancelToken
@@ -53,7 +53,13 @@ def verify_folder(
 
 
 def _check(
-    path: Path, stored: int, size: int, zero: bool, digest: str | None, manifest: Manifest
+    path: Path,
+    stored: int,
+    size: int,
+    zero: bool,
+    digest: str | None,
+    manifest: Manifest,
+    cancel: CancelToken | None = None,
 ) -> str:
     """ "" when the part matches, else what is wrong."""
     if stored == 0:
@@ -61,7 +67,9 @@ def _check(
     if stored != size:
         return f"has {stored} bytes, expected {size}"
     try:
-        got, length, all_zero = hash_part_file(path, manifest.algorithm, manifest.block_size)
+        got, length, all_zero = hash_part_file(
+            path, manifest.algorithm, manifest.block_size, cancel
+        )
     except OSError as exc:
         return f"unreadable: {exc.strerror}"
     if length != size:
@@ -71,3 +79,14 @@ def _check(
     if got != digest:
         return f"corrupt: {manifest.algorithm} hash differs from the manifest"
     return ""
+
+
+def check_part_file(
+    path: Path, stored: int, record: PartRecord, manifest: Manifest, cancel: CancelToken
+) -> str:
+    """One stored part (``stored`` bytes on disk) against its record: "" or what is wrong.
+
+    For the budgeted verification (:mod:`coldvault.jobs.image.verify_steps`); a stop
+    request ends the read within one block (Cancelled).
+    """
+    return _check(path, stored, record.size, record.zero, record.hash, manifest, cancel)
