@@ -7,9 +7,11 @@ This is the only place that validates. Every problem becomes one line
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shlex
+import stat
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -39,7 +41,7 @@ from coldvault.config.model import (
     VerifySchedule,
     When,
 )
-from coldvault.config.sizes import SIZE_FORMS, parse_size
+from coldvault.config.sizes import SIZE_FORMS, format_size, parse_size
 from coldvault.config.suggest import did_you_mean
 from coldvault.config.yamlnodes import (
     SyntaxProblem,
@@ -48,6 +50,7 @@ from coldvault.config.yamlnodes import (
     describe,
     is_merge_key,
     is_null,
+    plain_type,
     position_of,
     where,
 )
@@ -55,7 +58,18 @@ from coldvault.errors import ConfigError
 
 T = TypeVar("T")
 MAX_ERRORS = 20
-MAX_CONFIG_BYTES = 4 << 20  # a configuration is a few KiB; refuse to parse a disk image
+MAX_CONFIG_BYTES = 1 << 20  # a configuration is a few KiB; refuse to parse a disk image
+# Keys and list items read, each use of an alias counted again: bounds the work a
+# file of merges and aliases (a "billion laughs") can ask for.
+MAX_WORK = 100_000
+MAX_SUGGESTIONS = 200  # "did you mean" for the first problems only: shown are 20
+MAX_COUNT = 100_000  # snapshots and retention counts
+MAX_POLL_SECONDS = 86400.0
+MAX_SIZE = 1 << 60  # 1 EiB: no key takes more
+MAX_BLOCK_SIZE = 64 << 20
+MAX_PART_SIZE = 64 << 30
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_TYPED = ("int", "float", "bool")
 
 JOB_NAME = re.compile(r"[A-Za-z0-9._-]+")
 HASHES = ("blake3", "sha256")
@@ -125,25 +139,32 @@ class Problems:
     """The errors found so far, each already formatted as one line."""
 
     source: str
-    found: list[tuple[int, int, str, str | None]] = field(default_factory=list)
+    found: list[tuple[int, int, int, str, str | None]] = field(default_factory=list)
+    lines: set[str] = field(default_factory=set)
 
-    def add(self, at: Where, path: str, message: str, hint: str | None = None) -> None:
-        """Record one error at ``at`` about the key ``path``."""
+    def add(
+        self, at: Where, path: str, message: str, hint: str | None = None, first: bool = False
+    ) -> None:
+        """Record one error at ``at`` about the key ``path`` (once, however often found).
+
+        ``first``: shown before the others (the cause that stopped reading).
+        """
         prefix = f"{path}: " if path else ""
         line = f"{self.source}:{at.line}:{at.column}: {prefix}{message}"
-        if all(line != f[2] for f in self.found):
-            self.found.append((at.line, at.column, line, hint))
+        if line not in self.lines:
+            self.lines.add(line)
+            self.found.append((0 if first else 1, at.line, at.column, line, hint))
 
     def __bool__(self) -> bool:
         return bool(self.found)
 
     def error(self) -> ConfigError:
         """One ConfigError listing every recorded problem in file order."""
-        ordered = sorted(self.found, key=lambda f: (f[0], f[1]))
-        shown = [f[2] for f in ordered[:MAX_ERRORS]]
+        ordered = sorted(self.found, key=lambda f: f[:3])
+        shown = [f[3] for f in ordered[:MAX_ERRORS]]
         if len(ordered) > MAX_ERRORS:
             shown.append(f"{self.source}: ... and {len(ordered) - MAX_ERRORS} more errors")
-        hints = [f[3] for f in ordered if f[3]]
+        hints = [f[4] for f in ordered if f[4]]
         return ConfigError("\n".join(shown), hint=hints[0] if hints else DEFAULT_HINT)
 
 
@@ -154,7 +175,7 @@ class Section:
         self.reader, self.node, self.path = reader, node, path
         self.items: dict[str, tuple[Node, Node]] = {}
         merged: set[str] = set()  # keys from `<<:` merges, which explicit keys override
-        for key_node, value_node, from_merge in _pairs(node):
+        for key_node, value_node, from_merge in self.pairs(node):
             if not isinstance(key_node, ScalarNode):
                 reader.problem(
                     key_node, path, f"found {describe(key_node)} as a key, expected a name"
@@ -179,6 +200,59 @@ class Section:
                 merged.add(key)
             self.items[key] = (key_node, value_node)
 
+    def pairs(self, node: MappingNode) -> Iterator[tuple[Node, Node, bool]]:
+        """Key/value pairs of a mapping, ``<<: *anchor`` merges expanded (flagged True).
+
+        Depth first without recursion (merge chains can be long); a mapping merged
+        twice is read once (its keys would all lose to the first time), and a
+        mapping merged into itself is an error.
+        """
+        seen = {id(node)}
+        reading = [id(node)]  # the mapping of each level of `stack`
+        open_ = {id(node)}
+        stack: list[Iterator[MappingNode | tuple[Node, Node]]] = [iter(node.value)]
+        while stack:
+            item = next(stack[-1], None)
+            if item is None:
+                stack.pop()
+                open_.discard(reading.pop())
+            elif isinstance(item, MappingNode):  # a merge source, read before the next pair
+                if id(item) in open_:
+                    self.reader.problem(
+                        item,
+                        self.sub("<<"),
+                        "found a merge of a mapping into itself, expected another mapping",
+                    )
+                elif id(item) not in seen:
+                    seen.add(id(item))
+                    reading.append(id(item))
+                    open_.add(id(item))
+                    stack.append(iter(item.value))
+            else:
+                key_node, value_node = item
+                self.reader.spend(key_node)
+                if is_merge_key(key_node):
+                    stack[-1] = itertools.chain(self.merge_sources(value_node), stack[-1])
+                else:
+                    yield key_node, value_node, len(stack) > 1
+
+    def merge_sources(self, node: Node) -> list[MappingNode]:
+        """The mappings a ``<<:`` value names; anything else is reported."""
+        items = node.value if isinstance(node, SequenceNode) else [node]
+        found: list[MappingNode] = []
+        for item in items:
+            self.reader.spend(item)
+            if isinstance(item, MappingNode):
+                found.append(item)
+            else:
+                self.reader.problem(
+                    item,
+                    self.sub("<<"),
+                    f"found {describe(item)}, expected a mapping to merge "
+                    "(an alias such as *defaults, or a list of them)",
+                )
+        return found
+
     def sub(self, key: str) -> str:
         """The key path of ``key`` inside this section."""
         return f"{self.path}.{key}" if self.path else key
@@ -193,7 +267,7 @@ class Section:
                 self.reader.problem(
                     key_node,
                     self.sub(key),
-                    f"unknown key{did_you_mean(key, allowed) or extra}, expected one of: "
+                    f"unknown key{self.reader.suggest(key, allowed) or extra}, expected one of: "
                     + ", ".join(allowed),
                 )
 
@@ -224,16 +298,12 @@ class Section:
         return self.reader.convert(node, self.sub(key), convert, None)
 
 
-def _pairs(node: MappingNode) -> Iterator[tuple[Node, Node, bool]]:
-    """Key/value pairs of a mapping, ``<<: *anchor`` merges expanded (flagged True)."""
-    for key_node, value_node in node.value:
-        if is_merge_key(key_node):
-            merged = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
-            for source in merged:
-                if isinstance(source, MappingNode):
-                    yield from ((k, v, True) for k, v, _ in _pairs(source))
-            continue
-        yield key_node, value_node, False
+class TooMuchWork(Exception):
+    """The file asks for more than :data:`MAX_WORK` keys and items: reading stops."""
+
+    def __init__(self, node: Node) -> None:
+        super().__init__("too much work")
+        self.node = node
 
 
 class Reader:
@@ -242,6 +312,19 @@ class Reader:
     def __init__(self, source: str, base_dir: Path) -> None:
         self.problems = Problems(source)
         self.base_dir = base_dir
+        self.work = 0
+
+    def suggest(self, word: str, choices: Sequence[str]) -> str:
+        """``did_you_mean``, while few problems are known (it is the slow part of many)."""
+        if len(self.problems.found) > MAX_SUGGESTIONS:
+            return ""
+        return did_you_mean(word[:100], choices)
+
+    def spend(self, node: Node) -> None:
+        """Count one key or list item read; stop reading past :data:`MAX_WORK`."""
+        self.work += 1
+        if self.work > MAX_WORK:
+            raise TooMuchWork(node)
 
     def problem(self, node: Node, path: str, message: str, hint: str | None = None) -> None:
         """Record an error at ``node``."""
@@ -277,12 +360,29 @@ class Reader:
             raise Invalid("found an empty string, expected a value")
         return value
 
+    def plain_text(self, node: Node, path: str) -> str:
+        """A scalar without control characters (names, paths, options)."""
+        value = self.text(node, path)
+        bad = _CONTROL.search(value)
+        if bad is not None:
+            raise Invalid(
+                f"found {describe(node)} with the control character "
+                f"U+{ord(bad.group()):04X}, expected text without control characters"
+            )
+        return value
+
+    def string(self, node: Node, path: str, expected: str) -> str:
+        """A scalar YAML reads as a string: a plain number or boolean is refused."""
+        if isinstance(node, ScalarNode) and node.style is None and plain_type(node) in _TYPED:
+            raise Invalid(f"found {describe(node)}, expected {expected}")
+        return self.text(node, path)
+
     def name(self, node: Node, path: str) -> str:
         """A name safe as a folder name."""
         value = self.text(node, path)
         if not JOB_NAME.fullmatch(value) or value in (".", ".."):
             raise Invalid(
-                f"found {value!r}, expected a name of letters, digits, '.', '_' and '-' only"
+                f"found {describe(node)}, expected a name of letters, digits, '.', '_' and '-' only"
             )
         return value
 
@@ -299,12 +399,14 @@ class Reader:
         raise Invalid(f"found {describe(node)}, expected true or false", hint=hint)
 
     def integer(self, node: Node, path: str) -> int:
-        """A whole number that is not negative."""
+        """A whole number that is not negative, at most :data:`MAX_COUNT`."""
         if isinstance(node, ScalarNode) and node.style is None and _INT.fullmatch(node.value):
-            value = int(node.value)
-            if value < 0:
-                raise Invalid(f"found {value}, expected a number that is not negative")
-            return value
+            if node.value.startswith("-"):
+                raise Invalid(f"found {describe(node)}, expected a number that is not negative")
+            digits = node.value.lstrip("+").lstrip("0")
+            if len(digits) > len(str(MAX_COUNT)) or int(digits or "0") > MAX_COUNT:
+                raise Invalid(f"found {describe(node)}, expected a number up to {MAX_COUNT}")
+            return int(digits or "0")
         raise Invalid(f"found {describe(node)}, expected a whole number such as 0, 4 or 30")
 
     def seconds(self, node: Node, path: str) -> float:
@@ -312,9 +414,14 @@ class Reader:
         if isinstance(node, ScalarNode) and _NUMBER.fullmatch(node.value.strip()):
             value = float(node.value)
             if value <= 0:
-                raise Invalid(f"found {node.value}, expected a number of seconds above zero")
-            return value
-        return self.duration(node, path).total_seconds()
+                raise Invalid(f"found {describe(node)}, expected a number of seconds above zero")
+        else:
+            value = self.duration(node, path).total_seconds()
+        if value > MAX_POLL_SECONDS:
+            raise Invalid(
+                f"found {describe(node)}, expected at most {MAX_POLL_SECONDS:.0f} seconds (1d)"
+            )
+        return value
 
     def size(self, node: Node, path: str) -> int:
         """A byte size above zero (see :mod:`coldvault.config.sizes`)."""
@@ -324,8 +431,24 @@ class Reader:
         except ValueError as exc:
             raise Invalid(str(exc), hint=f"sizes are {SIZE_FORMS}") from None
         if size <= 0:
-            raise Invalid(f"found {value!r}, expected a size above zero")
+            raise Invalid(f"found {describe(node)}, expected a size above zero")
+        if size > MAX_SIZE:
+            raise Invalid(f"found {describe(node)}, expected at most 1 EiB")
         return size
+
+    def size_up_to(self, limit: int) -> Callable[[Node, str], int]:
+        """A converter for a byte size above zero and at most ``limit``."""
+
+        def convert(node: Node, path: str) -> int:
+            size = self.size(node, path)
+            if size > limit:
+                raise Invalid(
+                    f"found {describe(node)} ({size} bytes), expected at most "
+                    f"{format_size(limit)} ({limit} bytes)"
+                )
+            return size
+
+        return convert
 
     def duration(self, node: Node, path: str) -> timedelta:
         """``30s``, ``15m``, ``6h``, ``1d``, ``1w``, ``1h30m``."""
@@ -349,7 +472,7 @@ class Reader:
             value = self.text(node, path)
             if value not in options:
                 raise Invalid(
-                    f"found {value!r}{did_you_mean(value, options)}, expected one of: "
+                    f"found {describe(node)}{self.suggest(value, options)}, expected one of: "
                     + ", ".join(options)
                 )
             return value
@@ -358,36 +481,52 @@ class Reader:
 
     def file_path(self, node: Node, path: str) -> Path:
         """A path; relative ones are taken from the configuration file's folder."""
-        value = Path(self.text(node, path)).expanduser()
+        written = self.plain_text(node, path)
+        try:
+            value = Path(written).expanduser()
+        except RuntimeError:  # ~user of an unknown user
+            raise Invalid(f"found {describe(node)}, expected a path (no such user)") from None
         return value if value.is_absolute() else self.base_dir / value
+
+    def file_not_folder(self, node: Node, path: str) -> Path:
+        """A path coldvault writes a file at: it must not name an existing folder."""
+        value = self.file_path(node, path)
+        if _is_dir(value):
+            raise Invalid(f"found {str(value)!r}, a folder, expected the path of a file in it")
+        return value
 
     def absolute_path(self, node: Node, path: str) -> Path:
         """A path that must be written absolute (devices, mount points, sources)."""
-        value = self.text(node, path)
+        value = self.plain_text(node, path)
         if not value.startswith("/"):
-            raise Invalid(f"found {value!r}, expected an absolute path starting with /")
+            raise Invalid(f"found {describe(node)}, expected an absolute path starting with /")
         return Path(os.path.normpath(value))
 
     def relative_folder(self, node: Node, path: str) -> str:
-        """A folder below the backup root: relative, no ``..``."""
-        value = self.text(node, path)
+        """A folder below the backup root: relative, no ``..``, not the root itself."""
+        value = self.plain_text(node, path)
         parts = Path(value).parts
         if value.startswith("/") or ".." in parts:
             raise Invalid(
-                f"found {value!r}, expected a folder relative to the backup root, without '..'"
+                f"found {describe(node)}, expected a folder relative to the backup root, "
+                "without '..'"
             )
-        return str(Path(*parts)) if parts else value
+        if not parts:
+            raise Invalid(
+                f"found {describe(node)}, the backup root itself, expected a folder below it"
+            )
+        return str(Path(*parts))
 
     def key_file(self, node: Node, path: str) -> Path:
         """An existing regular file (the LUKS key)."""
         value = self.file_path(node, path)
-        if not value.exists():
+        if not _exists(value):
             raise Invalid(
                 f"found {str(value)!r}, expected an existing key file (it does not exist)",
                 hint="create the key file or fix the path (relative paths start at the "
                 "configuration file's folder)",
             )
-        if not value.is_file():
+        if not _is_file(value):
             raise Invalid(f"found {str(value)!r}, expected a regular file (it is not one)")
         return value
 
@@ -397,7 +536,8 @@ class Reader:
         digits = re.sub(r"[:\-.]", "", value)
         if not _MD_UUID.fullmatch(digits):
             raise Invalid(
-                f"found {value!r}, expected an array UUID of 32 hex digits as mdadm prints it "
+                f"found {describe(node)}, expected an array UUID of 32 hex digits as mdadm "
+                "prints it "
                 "(xxxxxxxx:xxxxxxxx:xxxxxxxx:xxxxxxxx)"
             )
         digits = digits.lower()
@@ -405,26 +545,29 @@ class Reader:
 
     def source(self, node: Node, path: str) -> SourceRef:
         """An image source: ``/dev/sda2``, ``uuid:...``, ``partuuid:...`` or ``label:...``."""
-        value = self.text(node, path)
+        value = self.plain_text(node, path)
         kind, sep, rest = value.partition(":")
         if sep and kind in SOURCE_KINDS:
             if not rest.strip():
-                raise Invalid(f"found {value!r}, expected a value after '{kind}:'")
+                raise Invalid(f"found {describe(node)}, expected a value after '{kind}:'")
             return SourceRef(kind, rest.strip())
         if sep and not value.startswith(("/", ".")) and re.fullmatch(r"[a-z]+", kind):
             raise Invalid(
-                f"found {value!r}, expected a path or one of uuid:, partuuid:, label:"
-                + did_you_mean(kind, SOURCE_KINDS)
+                f"found {describe(node)}, expected a path or one of uuid:, partuuid:, label:"
+                + self.suggest(kind, SOURCE_KINDS)
             )
         return SourceRef("path", str(self.file_path(node, path)))
 
     # -- lists --------------------------------------------------------------
 
-    def items(self, node: Node, path: str) -> list[tuple[Node, str]]:
+    def items(self, node: Node, path: str) -> Iterator[tuple[Node, str]]:
         """A list (or one scalar standing for a list of one), with element paths."""
-        if isinstance(node, SequenceNode):
-            return [(item, f"{path}[{i}]") for i, item in enumerate(node.value)]
-        return [(node, path)]
+        if not isinstance(node, SequenceNode):
+            yield node, path
+            return
+        for i, item in enumerate(node.value):
+            self.spend(item)
+            yield item, f"{path}[{i}]"
 
     def list_of(self, convert: Callable[[Node, str], T]) -> Callable[[Node, str], tuple[T, ...]]:
         """A converter for a list of ``convert`` values (one value is accepted too)."""
@@ -443,8 +586,9 @@ class Reader:
     def mount_options(self, node: Node, path: str) -> tuple[str, ...]:
         """``[noatime, compress=zstd]`` or ``"noatime,compress=zstd"``."""
         if isinstance(node, ScalarNode):
-            return tuple(o.strip() for o in self.text(node, path).split(",") if o.strip())
-        return self.list_of(self.text)(node, path)
+            self.string(node, path, "mount options such as noatime or [noatime, compress=zstd]")
+            return tuple(o.strip() for o in self.plain_text(node, path).split(",") if o.strip())
+        return self.list_of(self.plain_text)(node, path)
 
     def hooks(self, node: Node, path: str) -> tuple[Argv, ...]:
         """One command (a string or an argv list) or a list of commands."""
@@ -457,8 +601,9 @@ class Reader:
     def command(self, node: Node, path: str) -> Argv:
         """A string split like a shell would (never run by one), or an argv list."""
         if isinstance(node, ScalarNode):
+            text = self.string(node, path, "a command (a string or a list)")
             try:
-                argv = tuple(shlex.split(self.text(node, path)))
+                argv = tuple(shlex.split(text))
             except ValueError as exc:
                 raise Invalid(f"found {describe(node)}: {exc}, expected a command line") from None
         elif isinstance(node, SequenceNode):
@@ -467,7 +612,31 @@ class Reader:
             raise Invalid(f"found {describe(node)}, expected a command (a string or a list)")
         if not argv:
             raise Invalid(f"found {describe(node)}, expected a command with a program to run")
+        if any("\x00" in arg for arg in argv):
+            raise Invalid(f"found {describe(node)} with a NUL byte, expected a command line")
         return argv
+
+
+def _exists(path: Path) -> bool:
+    try:
+        path.stat()
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):  # a name too long, a NUL byte
+        return False
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 # -- sections -----------------------------------------------------------------
@@ -551,13 +720,13 @@ def _disk(reader: Reader, node: Node | None) -> DiskConfig:
         mount = MountConfig(
             point=m.get("point", reader.absolute_path, MountConfig.point),
             device=m.get("device", reader.absolute_path, None),
-            fstype=m.get("fstype", reader.text, None),
+            fstype=m.get("fstype", reader.plain_text, None),
             options=m.get("options", reader.mount_options, ()),
             require_mount=m.get("require_mount", reader.boolean, True),
         )
     token = None
     if (t := subsection("token", TOKEN_KEYS)) is not None:
-        hash_file = t.require("hash_file", reader.file_path)
+        hash_file = t.require("hash_file", reader.file_not_folder)
         file = t.get("file", reader.relative_folder, ".token")
         if hash_file is not None:
             token = TokenConfig(hash_file=hash_file, file=file)
@@ -577,9 +746,9 @@ def _settings(reader: Reader, node: Node | None) -> Settings:
     if sec is None:
         return defaults
     return Settings(
-        state_file=sec.get("state_file", reader.file_path, defaults.state_file),
+        state_file=sec.get("state_file", reader.file_not_folder, defaults.state_file),
         runtime_dir=sec.get("runtime_dir", reader.file_path, defaults.runtime_dir),
-        lock_file=sec.get("lock_file", reader.file_path, defaults.lock_file),
+        lock_file=sec.get("lock_file", reader.file_not_folder, defaults.lock_file),
         poll_seconds=sec.get("poll_seconds", reader.seconds, defaults.poll_seconds),
         inhibit_sleep=sec.get("inhibit_sleep", reader.boolean, defaults.inhibit_sleep),
         hooks=_hooks(reader, sec, ("on_success", "on_failure")),
@@ -617,8 +786,8 @@ def _image_job(
     reader: Reader, sec: Section, name: str | None, target: str, when: When, hooks: Hooks
 ) -> ImageJob | None:
     source = sec.require("source", reader.source)
-    part_size = sec.get("part_size", reader.size, ImageJob.part_size)
-    block_size = sec.get("block_size", reader.size, ImageJob.block_size)
+    part_size = sec.get("part_size", reader.size_up_to(MAX_PART_SIZE), ImageJob.part_size)
+    block_size = sec.get("block_size", reader.size_up_to(MAX_BLOCK_SIZE), ImageJob.block_size)
     block_node = sec.value("block_size")
     if block_size % 512:
         reader.problem(
@@ -659,6 +828,8 @@ def _btrfs_job(
 ) -> BtrfsJob | None:
     sources = sec.require("sources", reader.list_of(reader.absolute_path))
     sources_node = sec.value("sources")
+    if sources and sources_node is not None:
+        _distinct_source_names(reader, sources, sources_node, sec.sub("sources"))
     if isinstance(sources_node, SequenceNode) and not sources_node.value:
         reader.problem(
             sec.value("sources") or sec.node,
@@ -685,6 +856,29 @@ def _btrfs_job(
     return job if name and sources else None
 
 
+def _distinct_source_names(
+    reader: Reader, sources: tuple[Path, ...], node: Node, path: str
+) -> None:
+    """Each source is stored in a folder named after its last component: no sharing."""
+    from coldvault.jobs.btrfs.snapshots import source_name
+
+    items = node.value if isinstance(node, SequenceNode) else [node]
+    if len(items) != len(sources):  # some were invalid (reported): positions unknown
+        return
+    seen: dict[str, Path] = {}
+    for i, (source, item) in enumerate(zip(sources, items, strict=True)):
+        folder = source_name(source)
+        if folder in seen:
+            reader.problem(
+                item,
+                f"{path}[{i}]",
+                f"found {str(source)!r}, stored in the folder {folder!r} like "
+                f"{str(seen[folder])!r}; expected sources whose last names differ",
+                hint="split them into two jobs, or back up their common parent subvolume",
+            )
+        seen.setdefault(folder, source)
+
+
 def _raw_name(node: Node) -> str | None:
     """The ``name:`` written in a job mapping, valid or not (for duplicate checks)."""
     if isinstance(node, MappingNode):
@@ -695,7 +889,7 @@ def _raw_name(node: Node) -> str | None:
     return None
 
 
-def _jobs(reader: Reader, sec: Section) -> tuple[Job, ...]:
+def _jobs(reader: Reader, sec: Section, disk: DiskConfig) -> tuple[Job, ...]:
     node = sec.value("jobs")
     if node is None:
         at = sec.items["jobs"][1] if "jobs" in sec.items else sec.node
@@ -708,8 +902,9 @@ def _jobs(reader: Reader, sec: Section) -> tuple[Job, ...]:
         return ()
     jobs: list[Job] = []
     names: dict[str, int] = {}
-    targets: dict[str, str] = {}
+    folders = _Folders(reader, disk)
     for i, item in enumerate(node.value):
+        reader.spend(item)
         path = f"jobs[{i}]"
         job = _job(reader, item, path)
         name = _raw_name(item)
@@ -722,19 +917,54 @@ def _jobs(reader: Reader, sec: Section) -> tuple[Job, ...]:
             continue
         if name is not None:
             names[name] = i
-        if job is None:
-            continue
-        if job.target in targets:
-            reader.problem(
-                item,
-                f"{path}.target",
-                f"found {job.target!r}, already the folder of job {targets[job.target]!r}; "
-                "expected each job to have its own target folder",
-            )
-            continue
-        targets[job.target] = job.name
-        jobs.append(job)
+        if job is not None and folders.claim(job, item, f"{path}.target"):
+            jobs.append(job)
     return tuple(jobs)
+
+
+class _Folders:
+    """The job folders claimed so far: none may equal, contain or lie inside another.
+
+    A job's retention deletes ``snapshot-*`` folders in its own folder: a job
+    inside another's folder would lose its backups to it.
+    """
+
+    def __init__(self, reader: Reader, disk: DiskConfig) -> None:
+        self.reader = reader
+        self.owner: dict[tuple[str, ...], str] = {}  # a job folder -> its job
+        self.above: dict[tuple[str, ...], str] = {}  # every folder above one -> a job
+        token = disk.token.file if disk.token is not None else TokenConfig.file
+        self.reserved = {Path(name).parts for name in {token, TokenConfig.file}}
+
+    def claim(self, job: Job, item: Node, path: str) -> bool:
+        """Record ``job``'s folder; False (and a problem) when it overlaps another."""
+        parts = Path(job.target).parts
+        clash = self.clash(parts)
+        if clash is not None:
+            self.reader.problem(
+                item,
+                path,
+                f"found {job.target!r}, {clash}; expected each job to have its own target folder",
+            )
+            return False
+        self.owner[parts] = job.name
+        for i in range(1, len(parts)):
+            self.above.setdefault(parts[:i], job.name)
+        return True
+
+    def clash(self, parts: tuple[str, ...]) -> str | None:
+        for name in self.reserved:
+            if parts[: len(name)] == name or name[: len(parts)] == parts:
+                return f"which is or holds the disk's token file {'/'.join(name)!r}"
+        if parts in self.owner:
+            return f"already the folder of job {self.owner[parts]!r}"
+        for i in range(1, len(parts)):
+            if parts[:i] in self.owner:
+                other = self.owner[parts[:i]]
+                return f"inside the folder {'/'.join(parts[:i])!r} of job {other!r}"
+        if parts in self.above:
+            return f"which holds the folder of job {self.above[parts]!r}"
+        return None
 
 
 # -- entry points ---------------------------------------------------------------
@@ -762,11 +992,22 @@ def load_text(text: str, source_name: str, base_dir: Path) -> Config:
             root, "", f"found {describe(root)}, expected a mapping with disk: and jobs: keys"
         )
         raise reader.problems.error()
-    top = Section(reader, root, "")
-    top.check_unknown(TOP_KEYS)
-    disk = _disk(reader, top.value("disk"))
-    settings = _settings(reader, top.value("settings"))
-    jobs = _jobs(reader, top)
+    try:
+        top = Section(reader, root, "")
+        top.check_unknown(TOP_KEYS)
+        disk = _disk(reader, top.value("disk"))
+        settings = _settings(reader, top.value("settings"))
+        jobs = _jobs(reader, top, disk)
+    except TooMuchWork as exc:
+        reader.problems.add(
+            where(exc.node),
+            "",
+            f"found more than {MAX_WORK} keys and list items (each use of an alias counted), "
+            "expected a configuration of a few hundred",
+            hint="anchors, aliases and `<<:` merges are expanded where they are used",
+            first=True,
+        )
+        raise reader.problems.error() from None
     if reader.problems:
         raise reader.problems.error()
     path = None if source_name == "<stdin>" else Path(source_name)
@@ -786,16 +1027,35 @@ def _decode(data: bytes, source_name: str) -> str:
         ) from None
 
 
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def _kind(mode: int) -> str | None:
+    """What a non-regular file is, in words; None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def _not_regular(where_: str, kind: str, path: Path) -> ConfigError:
+    hint = "point --config at the YAML file"
+    if kind == "a directory":
+        hint = f"point --config at the file, for example {path / 'config.yaml'}"
+    return ConfigError(f"{where_}: is {kind}, expected a YAML configuration file", hint=hint)
+
+
 def _read(path: Path) -> bytes:
+    """The file's bytes; never blocks on a FIFO or device (refused before reading)."""
     where_ = str(path)
     try:
-        if path.is_dir():
-            raise ConfigError(
-                f"{where_}: is a directory, expected a YAML configuration file",
-                hint=f"point --config at the file, for example {path / 'config.yaml'}",
-            )
-        with path.open("rb") as f:
-            data = f.read(MAX_CONFIG_BYTES + 1)
+        # O_NONBLOCK: opening a FIFO with no writer would otherwise wait forever.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except FileNotFoundError:
         raise ConfigError(
             f"{where_}: no such file, expected a YAML configuration file",
@@ -807,7 +1067,19 @@ def _read(path: Path) -> bytes:
             hint="run as root, or make the file readable by this user",
         ) from None
     except OSError as exc:
+        kind = _kind_by_name(path)
+        if kind is not None:  # a socket cannot be opened at all (ENXIO)
+            raise _not_regular(where_, kind, path) from None
         raise ConfigError(f"{where_}: cannot read: {exc.strerror or exc}") from None
+    kind = _kind(os.fstat(fd).st_mode)
+    if kind is not None:
+        os.close(fd)
+        raise _not_regular(where_, kind, path)
+    with os.fdopen(fd, "rb") as f:
+        try:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+        except OSError as exc:
+            raise ConfigError(f"{where_}: cannot read: {exc.strerror or exc}") from None
     if len(data) > MAX_CONFIG_BYTES:
         raise ConfigError(
             f"{where_}: larger than {MAX_CONFIG_BYTES >> 20} MiB, expected a small YAML file",
@@ -816,13 +1088,24 @@ def _read(path: Path) -> bytes:
     return data
 
 
+def _kind_by_name(path: Path) -> str | None:
+    try:
+        return _kind(path.stat().st_mode)
+    except (OSError, ValueError):
+        return None
+
+
 def load(path: Path | str) -> Config:
     """Load and validate a configuration file; ``-`` reads standard input.
 
     Raises ConfigError (exit status 78) for anything wrong with the file.
     """
     if str(path) == "-":
-        data = sys.stdin.buffer.read()
+        data = sys.stdin.buffer.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"<stdin>: larger than {MAX_CONFIG_BYTES >> 20} MiB, expected a small YAML file"
+            )
         return load_text(_decode(data, "<stdin>"), "<stdin>", Path.cwd())
     file = Path(path)
     data = _read(file)
