@@ -14,32 +14,30 @@ import shlex
 import stat
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import time, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from coldvault.config.durations import parse_duration, parse_time_of_day
 from coldvault.config.model import (
+    JOB_CLASSES,
+    JOB_TYPES,
     Argv,
-    ArrayConfig,
     BtrfsJob,
     Config,
     DiskConfig,
-    Hooks,
     ImageJob,
     Job,
-    LuksConfig,
-    LvmConfig,
-    MountConfig,
-    Retention,
+    Key,
     Settings,
     SourceRef,
     TokenConfig,
-    VerifySchedule,
-    When,
+    default_of,
+    key_of,
+    yaml_keys,
 )
 from coldvault.config.sizes import SIZE_FORMS, format_size, parse_size
 from coldvault.config.suggest import did_you_mean
@@ -66,14 +64,10 @@ MAX_SUGGESTIONS = 200  # "did you mean" for the first problems only: shown are 2
 MAX_COUNT = 100_000  # snapshots and retention counts
 MAX_POLL_SECONDS = 86400.0
 MAX_SIZE = 1 << 60  # 1 EiB: no key takes more
-MAX_BLOCK_SIZE = 64 << 20
-MAX_PART_SIZE = 64 << 30
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _TYPED = ("int", "float", "bool")
 
 JOB_NAME = re.compile(r"[A-Za-z0-9._-]+")
-HASHES = ("blake3", "sha256")
-JOB_TYPES = ("image", "btrfs")
 SOURCE_KINDS = ("uuid", "partuuid", "label")
 _MD_UUID = re.compile(r"[0-9a-fA-F]{32}")
 _TRUE = ("true", "True", "TRUE")
@@ -81,45 +75,6 @@ _FALSE = ("false", "False", "FALSE")
 _YAML11_BOOLS = ("yes", "no", "on", "off", "y", "n")
 _INT = re.compile(r"[-+]?\d+")
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)")
-
-TOP_KEYS = ("disk", "settings", "jobs")
-DISK_KEYS = ("device", "array", "luks", "lvm", "mount", "token")
-ARRAY_KEYS = ("device", "uuid", "allow_degraded")
-LUKS_KEYS = ("key_file", "name", "device")
-LVM_KEYS = ("vg", "lv")
-MOUNT_KEYS = ("point", "device", "fstype", "options", "require_mount")
-TOKEN_KEYS = ("hash_file", "file")
-SETTINGS_KEYS = (
-    "state_file",
-    "runtime_dir",
-    "lock_file",
-    "poll_seconds",
-    "inhibit_sleep",
-    "on_success",
-    "on_failure",
-    "verify",
-)
-VERIFY_KEYS = ("every", "max_per_session")
-RETENTION_KEYS = ("keep_last", "hourly", "daily", "weekly", "monthly", "yearly")
-HOOK_KEYS = ("before", "after", "on_success", "on_failure")
-COMMON_JOB_KEYS = ("name", "type", "target", "every", "at", "on_plug", "verify", *HOOK_KEYS)
-IMAGE_KEYS = (
-    "source",
-    "part_size",
-    "block_size",
-    "keep_null_parts",
-    "snapshots",
-    "retention",
-    "allow_mounted",
-    "hash",
-)
-BTRFS_KEYS = (
-    "sources",
-    "snapshot_dir",
-    "source_retention",
-    "target_retention",
-    "compressed_data",
-)
 
 DEFAULT_HINT = "`coldvault config example` prints a commented configuration with every key"
 
@@ -337,6 +292,40 @@ class Reader:
         except Invalid as exc:
             self.problem(exc.node or node, path, exc.message, exc.hint)
             return default
+        except Reported:
+            return default
+
+    def converter(self, spec: Key) -> Callable[[Node, str], Any]:
+        """The converter a schema :class:`Key` names."""
+        if spec.convert == "section" and spec.section is not None:
+            cls = spec.section
+            return lambda node, path: _section(self, cls, node, path)
+        if spec.convert == "choice":
+            return self.choice(spec.choices)
+        if spec.convert == "size" and spec.limit is not None:
+            return self.size_up_to(spec.limit)
+        simple: dict[str, Callable[[Node, str], Any]] = {
+            "absolute_path": self.absolute_path,
+            "absolute_paths": self.list_of(self.absolute_path),
+            "boolean": self.boolean,
+            "count": self.integer,
+            "duration": self.duration,
+            "duration_or_never": self.duration_or_never,
+            "file_not_folder": self.file_not_folder,
+            "file_path": self.file_path,
+            "hooks": self.hooks,
+            "key_file": self.key_file,
+            "md_uuid": self.md_uuid,
+            "mount_options": self.mount_options,
+            "name": self.name,
+            "plain_text": self.plain_text,
+            "relative_folder": self.relative_folder,
+            "seconds": self.seconds,
+            "size": self.size,
+            "source": self.source,
+            "times": self.list_of(self.time_of_day),
+        }
+        return simple[spec.convert]
 
     def section(self, node: Node | None, path: str, allowed: Sequence[str]) -> Section | None:
         """``node`` as a mapping with ``allowed`` keys (unknown keys reported)."""
@@ -457,6 +446,12 @@ class Reader:
             return parse_duration(value)
         except ValueError as exc:
             raise Invalid(str(exc)) from None
+
+    def duration_or_never(self, node: Node, path: str) -> timedelta | None:
+        """A duration, or ``never`` (None)."""
+        if isinstance(node, ScalarNode) and node.value == "never":
+            return None
+        return self.duration(node, path)
 
     def time_of_day(self, node: Node, path: str) -> time:
         """``HH:MM``."""
@@ -639,121 +634,55 @@ def _is_file(path: Path) -> bool:
         return False
 
 
-# -- sections -----------------------------------------------------------------
+# -- the generic builder --------------------------------------------------------
 
 
-def _retention(reader: Reader, node: Node, path: str) -> Retention:
-    sec = reader.section(node, path, RETENTION_KEYS)
-    if sec is None:
-        raise Invalid(f"found {describe(node)}, expected a mapping such as {{daily: 7}}")
-    return Retention(
-        keep_last=sec.get("keep_last", reader.integer, None),
-        hourly=sec.get("hourly", reader.integer, 0),
-        daily=sec.get("daily", reader.integer, 0),
-        weekly=sec.get("weekly", reader.integer, 0),
-        monthly=sec.get("monthly", reader.integer, 0),
-        yearly=sec.get("yearly", reader.integer, 0),
-    )
+class Reported(Exception):
+    """A value whose problems are already recorded: the key takes its default."""
 
 
-def _verify(reader: Reader, node: Node, path: str) -> VerifySchedule:
-    sec = reader.section(node, path, VERIFY_KEYS)
-    defaults = VerifySchedule()
-    if sec is None:
-        return defaults
+def _build(
+    reader: Reader,
+    cls: type[T],
+    sec: Section,
+    given: dict[str, Any] | None = None,
+    only: tuple[str, ...] | None = None,
+) -> T | None:
+    """``cls`` from the keys of ``sec``, each read as its field's :class:`Key` says.
 
-    def every(node: Node, path: str) -> timedelta | None:
-        if isinstance(node, ScalarNode) and node.value == "never":
-            return None
-        return reader.duration(node, path)
-
-    return VerifySchedule(
-        every=sec.get("every", every, defaults.every),
-        max_per_session=sec.get("max_per_session", reader.size, defaults.max_per_session),
-    )
-
-
-def _when(reader: Reader, sec: Section) -> When:
-    return When(
-        every=sec.get("every", reader.duration, None),
-        at=sec.get("at", reader.list_of(reader.time_of_day), ()),
-        on_plug=sec.get("on_plug", reader.boolean, False),
-    )
-
-
-def _hooks(reader: Reader, sec: Section, keys: Sequence[str] = HOOK_KEYS) -> Hooks:
-    none: tuple[Argv, ...] = ()
-    found = {k: sec.get(k, reader.hooks, none) for k in keys}
-    return Hooks(**found)
-
-
-def _disk(reader: Reader, node: Node | None) -> DiskConfig:
-    sec = reader.section(node, "disk", DISK_KEYS)
-    if sec is None:
-        return DiskConfig()
-
-    def subsection(key: str, keys: Sequence[str]) -> Section | None:
-        return reader.section(sec.value(key), sec.sub(key), keys)
-
-    array = None
-    if (a := subsection("array", ARRAY_KEYS)) is not None:
-        array = ArrayConfig(
-            device=a.get("device", reader.absolute_path, ArrayConfig.device),
-            uuid=a.get("uuid", reader.md_uuid, None),
-            allow_degraded=a.get("allow_degraded", reader.boolean, True),
-        )
-    luks = None
-    if (lk := subsection("luks", LUKS_KEYS)) is not None:
-        key_file = lk.require("key_file", reader.key_file)
-        name = lk.get("name", reader.name, "enc-backup")
-        device = lk.get("device", reader.absolute_path, None)
-        if key_file is not None:
-            luks = LuksConfig(key_file=key_file, name=name, device=device)
-    lvm = None
-    if (lv := subsection("lvm", LVM_KEYS)) is not None:
-        defaults = LvmConfig()
-        lvm = LvmConfig(
-            vg=lv.get("vg", reader.name, defaults.vg), lv=lv.get("lv", reader.name, defaults.lv)
-        )
-    mount = MountConfig()
-    if (m := subsection("mount", MOUNT_KEYS)) is not None:
-        mount = MountConfig(
-            point=m.get("point", reader.absolute_path, MountConfig.point),
-            device=m.get("device", reader.absolute_path, None),
-            fstype=m.get("fstype", reader.plain_text, None),
-            options=m.get("options", reader.mount_options, ()),
-            require_mount=m.get("require_mount", reader.boolean, True),
-        )
-    token = None
-    if (t := subsection("token", TOKEN_KEYS)) is not None:
-        hash_file = t.require("hash_file", reader.file_not_folder)
-        file = t.get("file", reader.relative_folder, ".token")
-        if hash_file is not None:
-            token = TokenConfig(hash_file=hash_file, file=file)
-    return DiskConfig(
-        device=sec.get("device", reader.absolute_path, None),
-        array=array,
-        luks=luks,
-        lvm=lvm,
-        mount=mount,
-        token=token,
-    )
+    ``given``: fields already known; ``only``: the fields to read (a flat
+    sub-section). None when a required key is missing or invalid (recorded).
+    """
+    values: dict[str, Any] = dict(given or {})
+    complete = True
+    for f in fields(cls):  # type: ignore[arg-type]
+        spec = key_of(f)
+        if spec is None or f.name in values or (only is not None and f.name not in only):
+            continue
+        if spec.flat is not None and spec.section is not None:
+            values[f.name] = _build(reader, spec.section, sec, only=spec.flat)
+            continue
+        convert = reader.converter(spec)
+        if spec.required:
+            value = sec.require(f.name, convert)
+            complete = complete and value is not None
+        else:
+            default = values.get(spec.default_from) if spec.default_from else default_of(f)
+            value = sec.get(f.name, convert, default)
+        values[f.name] = value
+    return cls(**values) if complete else None
 
 
-def _settings(reader: Reader, node: Node | None) -> Settings:
-    sec = reader.section(node, "settings", SETTINGS_KEYS)
-    defaults = Settings()
-    if sec is None:
-        return defaults
-    return Settings(
-        state_file=sec.get("state_file", reader.file_not_folder, defaults.state_file),
-        runtime_dir=sec.get("runtime_dir", reader.file_path, defaults.runtime_dir),
-        lock_file=sec.get("lock_file", reader.file_not_folder, defaults.lock_file),
-        poll_seconds=sec.get("poll_seconds", reader.seconds, defaults.poll_seconds),
-        inhibit_sleep=sec.get("inhibit_sleep", reader.boolean, defaults.inhibit_sleep),
-        hooks=_hooks(reader, sec, ("on_success", "on_failure")),
-        verify=sec.get("verify", lambda n, p: _verify(reader, n, p), defaults.verify),
-    )
+def _section(reader: Reader, cls: type[T], node: Node, path: str) -> T:
+    """A mapping read into ``cls``; its unknown keys are reported."""
+    if not isinstance(node, MappingNode):
+        raise Invalid(f"found {describe(node)}, expected a mapping of {path} keys")
+    sec = Section(reader, node, path)
+    sec.check_unknown(yaml_keys(cls))
+    built = _build(reader, cls, sec)
+    if built is None:
+        raise Reported()
+    return built
 
 
 def _job(reader: Reader, node: Node, path: str) -> Job | None:
@@ -763,109 +692,71 @@ def _job(reader: Reader, node: Node, path: str) -> Job | None:
         )
         return None
     sec = Section(reader, node, path)
-    name = sec.require("name", reader.name)
     kind = sec.require("type", reader.choice(JOB_TYPES))
     if kind is None:
-        sec.check_unknown((*COMMON_JOB_KEYS, *IMAGE_KEYS, *BTRFS_KEYS))
+        sec.require("name", reader.name)
+        sec.check_unknown(
+            tuple(dict.fromkeys(k for c in JOB_CLASSES.values() for k in yaml_keys(c)))
+        )
         return None
-    own, other = (IMAGE_KEYS, BTRFS_KEYS) if kind == "image" else (BTRFS_KEYS, IMAGE_KEYS)
-    other_kind = "btrfs" if kind == "image" else "image"
+    cls = JOB_CLASSES[kind]
+    own = yaml_keys(cls)
+    others = {k: t for t, c in JOB_CLASSES.items() for k in yaml_keys(c) if k not in own}
 
     def explain(key: str) -> str:
-        return f" (`{key}` belongs to {other_kind} jobs)" if key in other else ""
+        return f" (`{key}` belongs to {others[key]} jobs)" if key in others else ""
 
-    sec.check_unknown((*COMMON_JOB_KEYS, *own), explain)
-    target = sec.get("target", reader.relative_folder, name or "")
-    when, hooks = _when(reader, sec), _hooks(reader, sec)
-    if kind == "image":
-        return _image_job(reader, sec, name, target, when, hooks)
-    return _btrfs_job(reader, sec, name, target, when, hooks)
+    sec.check_unknown(own, explain)
+    job = _build(reader, cls, sec, given={"type": kind})
+    if isinstance(job, ImageJob):
+        return job if _image_sizes_fit(reader, sec, job) else None
+    if isinstance(job, BtrfsJob):
+        return job if _btrfs_sources_fit(reader, sec, job) else None
+    return None
 
 
-def _image_job(
-    reader: Reader, sec: Section, name: str | None, target: str, when: When, hooks: Hooks
-) -> ImageJob | None:
-    source = sec.require("source", reader.source)
-    part_size = sec.get("part_size", reader.size_up_to(MAX_PART_SIZE), ImageJob.part_size)
-    block_size = sec.get("block_size", reader.size_up_to(MAX_BLOCK_SIZE), ImageJob.block_size)
-    block_node = sec.value("block_size")
-    if block_size % 512:
+def _image_sizes_fit(reader: Reader, sec: Section, job: ImageJob) -> bool:
+    if job.block_size % 512:
         reader.problem(
-            block_node or sec.node,
+            sec.value("block_size") or sec.node,
             sec.sub("block_size"),
-            f"found {block_size} bytes, expected a multiple of 512 (device sector size)",
+            f"found {job.block_size} bytes, expected a multiple of 512 (device sector size)",
         )
-    elif part_size % block_size:
+        return False
+    if job.part_size % job.block_size:
         reader.problem(
             sec.value("part_size") or sec.node,
             sec.sub("part_size"),
-            f"found {part_size} bytes, expected a multiple of block_size ({block_size} bytes)",
+            f"found {job.part_size} bytes, expected a multiple of block_size "
+            f"({job.block_size} bytes)",
         )
-
-    def retention(node: Node, path: str) -> Retention:
-        return _retention(reader, node, path)
-
-    job = ImageJob(
-        name=name or "",
-        source=source or SourceRef("path", ""),
-        target=target,
-        part_size=part_size,
-        block_size=block_size,
-        keep_null_parts=sec.get("keep_null_parts", reader.boolean, False),
-        snapshots=sec.get("snapshots", reader.integer, ImageJob.snapshots),
-        retention=sec.get("retention", retention, None),
-        allow_mounted=sec.get("allow_mounted", reader.boolean, False),
-        hash=sec.get("hash", reader.choice(HASHES), ImageJob.hash),
-        when=when,
-        hooks=hooks,
-        verify=sec.get("verify", lambda n, p: _verify(reader, n, p), None),
-    )
-    return job if name and source else None
+        return False
+    return True
 
 
-def _btrfs_job(
-    reader: Reader, sec: Section, name: str | None, target: str, when: When, hooks: Hooks
-) -> BtrfsJob | None:
-    sources = sec.require("sources", reader.list_of(reader.absolute_path))
-    sources_node = sec.value("sources")
-    if sources and sources_node is not None:
-        _distinct_source_names(reader, sources, sources_node, sec.sub("sources"))
-    if isinstance(sources_node, SequenceNode) and not sources_node.value:
+def _btrfs_sources_fit(reader: Reader, sec: Section, job: BtrfsJob) -> bool:
+    node = sec.value("sources") or sec.node
+    if isinstance(node, SequenceNode) and not node.value:
         reader.problem(
-            sec.value("sources") or sec.node,
-            sec.sub("sources"),
-            "found an empty list, expected at least one subvolume path",
+            node, sec.sub("sources"), "found an empty list, expected at least one subvolume path"
         )
-
-    def retention(node: Node, path: str) -> Retention:
-        return _retention(reader, node, path)
-
-    defaults = BtrfsJob(name="", sources=(), target="")
-    job = BtrfsJob(
-        name=name or "",
-        sources=sources or (),
-        target=target,
-        snapshot_dir=sec.get("snapshot_dir", reader.absolute_path, None),
-        source_retention=sec.get("source_retention", retention, defaults.source_retention),
-        target_retention=sec.get("target_retention", retention, defaults.target_retention),
-        compressed_data=sec.get("compressed_data", reader.boolean, False),
-        when=when,
-        hooks=hooks,
-        verify=sec.get("verify", lambda n, p: _verify(reader, n, p), None),
-    )
-    return job if name and sources else None
+        return False
+    if not job.sources:  # every one invalid, each reported
+        return False
+    return _distinct_source_names(reader, job.sources, node, sec.sub("sources"))
 
 
 def _distinct_source_names(
     reader: Reader, sources: tuple[Path, ...], node: Node, path: str
-) -> None:
+) -> bool:
     """Each source is stored in a folder named after its last component: no sharing."""
     from coldvault.jobs.btrfs.snapshots import source_name
 
     items = node.value if isinstance(node, SequenceNode) else [node]
     if len(items) != len(sources):  # some were invalid (reported): positions unknown
-        return
+        return False
     seen: dict[str, Path] = {}
+    fits = True
     for i, (source, item) in enumerate(zip(sources, items, strict=True)):
         folder = source_name(source)
         if folder in seen:
@@ -876,7 +767,9 @@ def _distinct_source_names(
                 f"{str(seen[folder])!r}; expected sources whose last names differ",
                 hint="split them into two jobs, or back up their common parent subvolume",
             )
+            fits = False
         seen.setdefault(folder, source)
+    return fits
 
 
 def _raw_name(node: Node) -> str | None:
@@ -994,9 +887,9 @@ def load_text(text: str, source_name: str, base_dir: Path) -> Config:
         raise reader.problems.error()
     try:
         top = Section(reader, root, "")
-        top.check_unknown(TOP_KEYS)
-        disk = _disk(reader, top.value("disk"))
-        settings = _settings(reader, top.value("settings"))
+        top.check_unknown(yaml_keys(Config))
+        disk = top.get("disk", lambda n, p: _section(reader, DiskConfig, n, p), DiskConfig())
+        settings = top.get("settings", lambda n, p: _section(reader, Settings, n, p), Settings())
         jobs = _jobs(reader, top, disk)
     except TooMuchWork as exc:
         reader.problems.add(
