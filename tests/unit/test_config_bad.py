@@ -798,20 +798,20 @@ def test_aliases_used_too_often_are_refused(tmp_path: Path) -> None:
 
 def test_too_many_values_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
-    path.write_text("x: [" + ",".join(["1"] * 150_000) + "]\n")
-    with pytest.raises(ConfigError, match=r":1:\d+: found more than 100000 values"):
+    path.write_text("x: [" + ",".join(["1"] * 60_000) + "]\n")
+    with pytest.raises(ConfigError, match=r":1:\d+: found more than 50000 values"):
         load(path)
 
 
 def test_many_errors_are_collected_in_linear_time(tmp_path: Path) -> None:
-    """60,000 list items that are not jobs: every one found, 20 shown (was quadratic)."""
+    """40,000 list items that are not jobs: every one found, 20 shown (20,000 took 10 s)."""
     path = tmp_path / "c.yaml"
-    path.write_text("jobs:\n" + "  - x\n" * 60_000)
+    path.write_text("jobs:\n" + "  - x\n" * 40_000)
     with pytest.raises(ConfigError) as info:
         load(path)
     lines = info.value.message.splitlines()
     assert lines[0].endswith("jobs[0]: found 'x', expected a job (a mapping with name and type)")
-    assert lines[-1].endswith("... and 59980 more errors")
+    assert lines[-1].endswith("... and 39980 more errors")
 
 
 def test_merge_chain_longer_than_the_recursion_limit(tmp_path: Path) -> None:

@@ -66,6 +66,7 @@ MAX_POLL_SECONDS = 86400.0
 MAX_SIZE = 1 << 60  # 1 EiB: no key takes more
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _TYPED = ("int", "float", "bool")
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.<-]{1,40}")
 
 JOB_NAME = re.compile(r"[A-Za-z0-9._-]+")
 SOURCE_KINDS = ("uuid", "partuuid", "label")
@@ -209,7 +210,9 @@ class Section:
         return found
 
     def sub(self, key: str) -> str:
-        """The key path of ``key`` inside this section."""
+        """The key path of ``key`` inside this section (an odd key quoted, on one line)."""
+        if not _PLAIN_KEY.fullmatch(key):
+            key = repr(key if len(key) <= 40 else key[:37] + "...")
         return f"{self.path}.{key}" if self.path else key
 
     def check_unknown(

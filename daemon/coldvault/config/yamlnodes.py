@@ -224,7 +224,7 @@ _SEQ = "tag:yaml.org,2002:seq"
 _MAP = "tag:yaml.org,2002:map"
 _PLAIN = "?"  # YAML's non-specific tag of a plain scalar: see plain_type()
 MAX_DEPTH = 50
-MAX_NODES = 100_000
+MAX_NODES = 50_000
 
 
 def _mark(mark: Any) -> Where:
