@@ -330,17 +330,6 @@ class Reader:
         }
         return simple[spec.convert]
 
-    def section(self, node: Node | None, path: str, allowed: Sequence[str]) -> Section | None:
-        """``node`` as a mapping with ``allowed`` keys (unknown keys reported)."""
-        if node is None:
-            return None
-        if not isinstance(node, MappingNode):
-            self.problem(node, path, f"found {describe(node)}, expected a mapping of {path} keys")
-            return None
-        sec = Section(self, node, path)
-        sec.check_unknown(allowed)
-        return sec
-
     # -- scalar types -------------------------------------------------------
 
     def text(self, node: Node, path: str) -> str:
