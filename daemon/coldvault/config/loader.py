@@ -930,7 +930,9 @@ def _kind(mode: int) -> str | None:
 
 def _not_regular(where_: str, kind: str, path: Path) -> ConfigError:
     hint = "point --config at the YAML file"
-    if kind == "a directory":
+    if kind.startswith("a FIFO"):
+        hint = "to read a configuration from a pipe, give '-' (standard input)"
+    elif kind == "a directory":
         hint = f"point --config at the file, for example {path / 'config.yaml'}"
     return ConfigError(f"{where_}: is {kind}, expected a YAML configuration file", hint=hint)
 
