@@ -58,8 +58,9 @@ T = TypeVar("T")
 MAX_ERRORS = 20
 MAX_CONFIG_BYTES = 1 << 20  # a configuration is a few KiB; refuse to parse a disk image
 # Keys and list items read, each use of an alias counted again: bounds the work a
-# file of merges and aliases (a "billion laughs") can ask for.
-MAX_WORK = 100_000
+# file of merges and aliases (a "billion laughs") can ask for. As many as the file
+# may hold values (yamlnodes.MAX_NODES): only aliases can ask for more.
+MAX_WORK = 50_000
 MAX_SUGGESTIONS = 200  # "did you mean" for the first problems only: shown are 20
 MAX_COUNT = 100_000  # snapshots and retention counts
 MAX_POLL_SECONDS = 86400.0
@@ -219,14 +220,16 @@ class Section:
         self, allowed: Sequence[str], explain: Callable[[str], str] | None = None
     ) -> None:
         """Report every key not in ``allowed``, with a suggestion (or ``explain(key)``)."""
+        known = set(allowed)
+        listed = ", ".join(allowed)
         for key, (key_node, _) in self.items.items():
-            if key not in allowed:
+            if key not in known:
                 extra = explain(key) if explain is not None else ""
                 self.reader.problem(
                     key_node,
                     self.sub(key),
-                    f"unknown key{self.reader.suggest(key, allowed) or extra}, expected one of: "
-                    + ", ".join(allowed),
+                    f"unknown key{self.reader.suggest(key, allowed) or extra}, "
+                    f"expected one of: {listed}",
                 )
 
     def value(self, key: str) -> Node | None:
