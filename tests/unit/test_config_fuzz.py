@@ -30,8 +30,8 @@ from coldvault.config.loader import load
 from coldvault.config.model import JOB_CLASSES, Config, DiskConfig, Settings, key_of
 from coldvault.errors import EXIT_CONFIG, ConfigError
 
-# COLDVAULT_FUZZ_EXAMPLES=5000 runs a longer campaign by hand; the suite keeps to 150.
-EXAMPLES = int(os.environ.get("COLDVAULT_FUZZ_EXAMPLES", "150"))
+# COLDVAULT_FUZZ_EXAMPLES=3000 runs a longer campaign by hand; the suite keeps to 100.
+EXAMPLES = int(os.environ.get("COLDVAULT_FUZZ_EXAMPLES", "100"))
 FAST = settings(
     deadline=timedelta(seconds=2),
     max_examples=EXAMPLES,
@@ -234,7 +234,7 @@ def test_schema_keys_with_random_values(folder: Path, config: dict[str, Any]) ->
     check(folder, dump(config))
 
 
-@settings(FAST, max_examples=max(60, EXAMPLES // 3))
+@settings(FAST, max_examples=max(40, EXAMPLES // 3))
 @given(config=configs(None))
 def test_schema_keys_with_plausible_values_load(folder: Path, config: dict[str, Any]) -> None:
     """Only values each key accepts: the file loads, job for job."""
@@ -281,7 +281,7 @@ def test_mutated_example(folder: Path, data: bytes) -> None:
     check(folder, data)
 
 
-@settings(FAST, max_examples=max(15, EXAMPLES // 10))
+@settings(FAST, max_examples=max(10, EXAMPLES // 10))
 @given(
     snippet=st.one_of(
         st.builds(dump, values), st.binary(min_size=1, max_size=64).map(bytes.hex), st.just("- x\n")
