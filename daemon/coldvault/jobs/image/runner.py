@@ -46,12 +46,6 @@ class ImageRunner:
         job = self.job
         job_dir.mkdir(parents=True, exist_ok=True)
         algorithm = available_algorithm(job.hash)
-        if job.compress:
-            log.warning(
-                "%s: compress: %s is not implemented yet; parts are stored uncompressed",
-                job.name,
-                job.compress,
-            )
         with hooks(job, cancel), open_source(job) as src:
             if job.snapshots > 0:
                 work, base_dir, resumed = snapshots.start(job_dir)
