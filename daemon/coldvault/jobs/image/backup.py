@@ -24,7 +24,7 @@ from coldvault.errors import ColdvaultError
 from coldvault.jobs.image.manifest import Manifest, PartRecord, save
 from coldvault.jobs.image.parts import PartWriter, part_indexes, part_name, write_null_part
 from coldvault.jobs.image.reader import BlockStream, hash_zeros, new_hasher, read_full
-from coldvault.progress import ProgressMeter
+from coldvault.progress import ProgressMeter, human_bytes
 from coldvault.system import crashpoint
 from coldvault.system.beneath import SafeDir
 from coldvault.system.cancel import CancelToken
@@ -321,15 +321,23 @@ def drop_unneeded_parts(work: SafeDir, count: int) -> int:
     Only names are removed: a part shared with an earlier snapshot keeps its data
     there. Done before the pass, so the space is free for the parts that are needed.
     """
-    removed = 0
+    removed = freed = 0
     for index in part_indexes(work):
-        if index >= count:
-            work.unlink(part_name(index))
-            removed += 1
-            crashpoint.reached("image.drop-unneeded")
+        if index < count:
+            continue
+        st = work.lstat(part_name(index))
+        work.unlink(part_name(index))
+        removed += 1
+        freed += st.st_size if st is not None and st.st_nlink == 1 else 0
+        crashpoint.reached("image.drop-unneeded")
     if removed:
         work.fsync()
-        log.info("%s: removed %d parts past the end of the source", work.path, removed)
+        log.info(
+            "%s: removed %d parts past the end of the source (%s freed)",
+            work.path,
+            removed,
+            human_bytes(freed),
+        )
     return removed
 
 
