@@ -126,8 +126,8 @@ def test_symlink_named_like_a_snapshot_is_not_counted_deleted_or_followed(
         assert result.snapshot is not None
     assert planted.is_symlink()
     _host_untouched(host)
-    assert len(snapshots(job_dir)) == 3  # two real ones + the planted link (filtered below)
-    assert [p.name for p in snapshots(job_dir) if not p.is_symlink()].__len__() == 2
+    real = [p for p in snapshots(job_dir) if not p.is_symlink()]
+    assert len(real) == 2  # retention kept two, ignoring the planted name
     assert "snapshot-2001-01-01-000000 is a symlink, not a snapshot folder" in caplog.text
     listing = ImageRunner(job).list(job_dir)
     assert "2001" not in listing.splitlines()[1]
@@ -365,3 +365,23 @@ def test_retention_leftover_is_finished_and_never_shown(env: tuple[Path, Path, P
     for s in snapshots(job_dir):
         if s.name in states:
             assert folder_state(s) == states[s.name]
+
+
+def test_planted_deleting_names_are_left_alone(
+    env: tuple[Path, Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    src, job_dir, host = env
+    job = make_job(src, snapshots=1)
+    run(job, job_dir)
+    old = snapshots(job_dir)[0]
+    # a symlink where retention will hide the old snapshot, and another hidden one
+    (job_dir / f".deleting-{old.name}").symlink_to(host)
+    (job_dir / ".deleting-snapshot-1999-01-01-000000").symlink_to(host)
+    patch(src, 5, b"2")
+    run(job, job_dir)
+    _host_untouched(host)
+    assert (job_dir / f".deleting-{old.name}").is_symlink()
+    assert old.is_dir()  # could not be hidden, so not deleted: kept whole
+    assert f"cannot remove {old.name}" in caplog.text
+    ok, problems = _verify(job_dir, src)
+    assert ok, problems
