@@ -209,6 +209,8 @@ DAMAGES: dict[str, object] = {
     "string for a number": {"source_size": "1049000"},
     "huge number": {"source_size": 10**30},
     "negative": {"block_size": -65536},
+    "huge block": {"block_size": 1 << 40, "part_size": 1 << 40},
+    "block not dividing": {"block_size": 3 * KiB},
     "bool for a number": {"part_size": True},
     "unknown algorithm": {"algorithm": "md5"},
     "parts not a list": {"parts": 5},

@@ -29,6 +29,7 @@ FORMAT_VERSION = 1
 MAX_BYTES = 256 << 20  # ~1.5 million parts; a larger file is not one of ours
 HASH_HEX = {"sha256": 64, "blake3": 64}
 _MAX_SIZE = (1 << 63) - 1  # what a file offset can hold
+MAX_BLOCK = 256 << 20  # verify and restore allocate one block: bounded, whatever the file says
 
 
 @dataclass(frozen=True)
@@ -176,7 +177,7 @@ def _validate(data: object) -> Manifest:
     head = Manifest(
         source_size=_int(data["source_size"], "source_size"),
         part_size=_int(data["part_size"], "part_size", 1),
-        block_size=_int(data["block_size"], "block_size", 1),
+        block_size=_int(data["block_size"], "block_size", 1, MAX_BLOCK),
         algorithm=_str(data["algorithm"], "algorithm"),
         parts=(),
         source=_str(data.get("source", ""), "source"),
@@ -188,6 +189,8 @@ def _validate(data: object) -> Manifest:
         adopted=_bool(data.get("adopted", False), "adopted"),
         extra=_extra(data.get("extra", {})),
     )
+    if head.part_size % head.block_size:
+        raise _Bad(f"part_size {head.part_size} is not a multiple of block_size {head.block_size}")
     if head.algorithm not in HASH_HEX:
         raise _Bad(f"unknown hash algorithm {head.algorithm!r:.40}")
     raw_parts = data["parts"]
