@@ -91,20 +91,9 @@ class ImageRunner:
     ) -> tuple[Stats, str | None]:
         """One pass into the work folder, then the snapshot's completion and retention."""
         job = self.job
-        base_name = snapshots.newest(top) if job.snapshots > 0 else None
         with contextlib.ExitStack() as stack:
-            if job.snapshots > 0:
-                work, resumed = snapshots.open_work(top)
-                stack.enter_context(work)
-                if resumed:
-                    log.info("%s: resuming the interrupted %s", job.name, work.path)
-            else:
-                work, resumed = stack.enter_context(top.sub(".")), False
+            work, base, resumed = self._prepare(stack, top)
             _refuse_odd_parts(work)
-            base = stack.enter_context(top.sub(base_name)) if base_name else None
-            if base is not None:
-                linked = snapshots.link_missing_parts(base, work)
-                log.debug("linked %d parts of %s into %s", linked, base_name, work.path)
             remove_temporaries(work)
             layout = Layout(src.size, job.part_size, job.block_size)
             removed = drop_unneeded_parts(work, layout.count) if job.snapshots > 0 else 0
@@ -131,24 +120,30 @@ class ImageRunner:
             else:
                 stats.removed = removed
             now = datetime.now()
-            manifest_mod.save(
-                work,
-                replace(
-                    template,
-                    parts=tuple(parts),
-                    created=now.isoformat(timespec="seconds"),
-                    changed=stats.changed,
-                    bytes_read=stats.bytes_read,
-                    bytes_written=stats.bytes_written,
-                    complete=True,
-                ),
-            )
+            _save_complete(work, template, parts, stats, now)
         name = None
         if job.snapshots > 0:
             crashpoint.reached("image.before-finish")
             name = snapshots.finish(top, now)
             snapshots.prune(top, job)
         return stats, name
+
+    def _prepare(
+        self, stack: contextlib.ExitStack[bool | None], top: SafeDir
+    ) -> tuple[SafeDir, SafeDir | None, bool]:
+        """(work folder, base snapshot, resumed): ``snapshot-inprogress`` linked to the base."""
+        if self.job.snapshots == 0:
+            return stack.enter_context(top.sub(".")), None, False
+        base_name = snapshots.newest(top)
+        work, resumed = snapshots.open_work(top)
+        stack.enter_context(work)
+        if resumed:
+            log.info("%s: resuming the interrupted %s", self.job.name, work.path)
+        base = stack.enter_context(top.sub(base_name)) if base_name else None
+        if base is not None:
+            linked = snapshots.link_missing_parts(base, work)
+            log.debug("linked %d parts of %s into %s", linked, base_name, work.path)
+        return work, base, resumed
 
     def _pass(
         self,
@@ -375,6 +370,28 @@ class ImageRunner:
             return f"no backups yet in {job_dir}"
         with top:
             return listing.table(top, self.job.snapshots)
+
+
+def _save_complete(
+    work: SafeDir,
+    template: Manifest,
+    parts: Sequence[PartRecord | None],
+    stats: Stats,
+    now: datetime,
+) -> None:
+    """The manifest that makes ``work`` a complete backup."""
+    manifest_mod.save(
+        work,
+        replace(
+            template,
+            parts=tuple(parts),
+            created=now.isoformat(timespec="seconds"),
+            changed=stats.changed,
+            bytes_read=stats.bytes_read,
+            bytes_written=stats.bytes_written,
+            complete=True,
+        ),
+    )
 
 
 def _refuse_odd_parts(work: SafeDir) -> None:
