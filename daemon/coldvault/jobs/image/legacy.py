@@ -20,13 +20,20 @@ from coldvault.system.cancel import CancelToken
 log = logging.getLogger("coldvault.image")
 
 
-def hash_part_file(fd: int, algorithm: str, block_size: int) -> tuple[str | None, int, bool]:
-    """(hash or None if all zero, size, all-zero) of an opened stored part file."""
+def hash_part_file(
+    fd: int, algorithm: str, block_size: int, cancel: CancelToken | None = None
+) -> tuple[str | None, int, bool]:
+    """(hash or None if all zero, size, all-zero) of an opened stored part file.
+
+    With ``cancel``, a stop request ends the read within one block (Cancelled).
+    """
     hasher = new_hasher(algorithm)
     buf = bytearray(block_size)
     zero = bytes(block_size)
     all_zero, offset = True, 0
     while True:
+        if cancel is not None:
+            cancel.check()
         n = read_full(fd, memoryview(buf), offset)
         if n == 0:
             break

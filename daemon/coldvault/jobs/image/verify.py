@@ -7,7 +7,7 @@ import stat
 
 from coldvault.jobs.image.backup import Layout
 from coldvault.jobs.image.legacy import hash_part_file
-from coldvault.jobs.image.manifest import Manifest
+from coldvault.jobs.image.manifest import Manifest, PartRecord
 from coldvault.jobs.image.parts import part_name, scan
 from coldvault.progress import ProgressMeter
 from coldvault.system.beneath import SafeDir, UnexpectedEntry
@@ -62,6 +62,7 @@ def verify_folder(
                 record.zero,
                 record.hash,
                 manifest,
+                cancel,
             )
             meter.update(meter.done + st.st_size, detail=f"{folder.path.name}: part {index + 1}")
         if checked[key]:
@@ -77,6 +78,7 @@ def _check(
     zero: bool,
     digest: str | None,
     manifest: Manifest,
+    cancel: CancelToken | None = None,
 ) -> str:
     """ "" when the part matches, else what is wrong."""
     if stored == 0:
@@ -90,7 +92,7 @@ def _check(
     except OSError as exc:
         return f"unreadable: {exc.strerror}"
     try:
-        got, length, all_zero = hash_part_file(fd, manifest.algorithm, manifest.block_size)
+        got, length, all_zero = hash_part_file(fd, manifest.algorithm, manifest.block_size, cancel)
     except OSError as exc:
         return f"unreadable: {exc.strerror}"
     finally:
@@ -102,3 +104,21 @@ def _check(
     if got != digest:
         return f"corrupt: {manifest.algorithm} hash differs from the manifest"
     return ""
+
+
+def check_part_file(
+    folder: SafeDir,
+    index: int,
+    stored: int,
+    record: PartRecord,
+    manifest: Manifest,
+    cancel: CancelToken,
+) -> str:
+    """One stored part (``stored`` bytes on disk) against its record: "" or what is wrong.
+
+    For a verification walked part by part; a stop request ends the read within one
+    block (Cancelled).
+    """
+    return _check(
+        folder, part_name(index), stored, record.size, record.zero, record.hash, manifest, cancel
+    )
