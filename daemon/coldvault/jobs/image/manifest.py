@@ -106,8 +106,11 @@ def load(folder: SafeDir) -> Manifest | None:
     Raises :class:`ManifestDamaged` for anything that is not a valid manifest.
     """
     path = path_in(folder)
-    if folder.lstat(MANIFEST_NAME) is None:
+    st = folder.lstat(MANIFEST_NAME)
+    if st is None:
         return None
+    if st.st_size > MAX_BYTES:  # refused before reading a byte of it
+        raise ManifestDamaged(path, f"{st.st_size} bytes, more than any manifest ({MAX_BYTES})")
     try:
         raw = folder.read_bytes(MANIFEST_NAME, MAX_BYTES)
         data = json.loads(raw)
