@@ -15,6 +15,7 @@ a regular file where a part is expected is reported.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from dataclasses import dataclass
@@ -25,11 +26,13 @@ from coldvault.errors import Cancelled, ColdvaultError, JobError
 from coldvault.jobs.image import listing
 from coldvault.jobs.image import manifest as manifest_mod
 from coldvault.jobs.image.backup import Layout
+from coldvault.jobs.image.jobdir import open_job_folder
 from coldvault.jobs.image.manifest import Manifest
 from coldvault.jobs.image.parts import part_name
 from coldvault.jobs.image.verify import check_part_file
 from coldvault.jobs.verify_steps import StepResult, VerifyPosition, over_budget
 from coldvault.progress import ProgressMeter
+from coldvault.system.beneath import SafeDir, UnexpectedEntry
 from coldvault.system.cancel import CancelToken
 
 NOT_ADOPTED = (
@@ -41,31 +44,39 @@ NOT_ADOPTED = (
 @dataclass(frozen=True)
 class _Folder:
     key: str  # the folder's name; "." for the job folder itself (snapshots: 0)
-    path: Path
+    dir: SafeDir
     manifest: Manifest
     count: int  # parts the manifest's source size needs
 
+    @property
+    def path(self) -> Path:
+        return self.dir.path
 
-def _folders(job: ImageJob, job_dir: Path, notes: list[str], problems: list[str]) -> list[_Folder]:
+
+def _folders(
+    top: SafeDir, job: ImageJob, stack: contextlib.ExitStack, notes: list[str], problems: list[str]
+) -> list[_Folder]:
     """Every backup folder with a usable manifest; the others go to notes or problems."""
     found = []
-    paths = listing.folders(job_dir, job.snapshots)
-    if not paths:
-        raise JobError(f"no backups in {job_dir}", hint="run a backup first")
-    for path in paths:
-        key = "." if path == job_dir else path.name
+    names = listing.folders(top, job.snapshots)
+    if not names:
+        raise JobError(f"no backups in {top.path}", hint="run a backup first")
+    for name in names:
         try:
-            manifest = manifest_mod.load(path)
+            folder = stack.enter_context(top.sub(name))
+            manifest = manifest_mod.load(folder)
         except (ColdvaultError, OSError) as exc:
-            problems.append(f"{path}: manifest unusable: {exc}")
+            problems.append(f"{top.child(name)}: manifest unusable: {exc}")
             continue
         if manifest is None:
-            notes.append(f"{path}: {NOT_ADOPTED}")
+            notes.append(f"{folder.path}: {NOT_ADOPTED}")
             continue
         count = Layout(manifest.source_size, manifest.part_size, manifest.block_size).count
         if len(manifest.parts) < count:
-            problems.append(f"{path}: the manifest lists {len(manifest.parts)} of {count} parts")
-        found.append(_Folder(key, path, manifest, count))
+            problems.append(
+                f"{folder.path}: the manifest lists {len(manifest.parts)} of {count} parts"
+            )
+        found.append(_Folder(name, folder, manifest, count))
     return sorted(found, key=lambda f: f.key)  # the order positions compare in
 
 
@@ -78,9 +89,23 @@ def image_step(
     cancel: CancelToken,
 ) -> StepResult:
     """Check parts from ``position`` on until done, over budget, or cancelled."""
+    with contextlib.ExitStack() as stack:
+        top = stack.enter_context(open_job_folder(job_dir, job.target, create=False))
+        return _step(top, job, stack, position, budget, meter, cancel)
+
+
+def _step(
+    top: SafeDir,
+    job: ImageJob,
+    stack: contextlib.ExitStack,
+    position: VerifyPosition | None,
+    budget: int | None,
+    meter: ProgressMeter,
+    cancel: CancelToken,
+) -> StepResult:
     notes: list[str] = []
     problems: list[str] = []
-    folders = _folders(job, job_dir, notes, problems)
+    folders = _folders(top, job, stack, notes, problems)
     if position is not None:  # folder-level findings were reported when the round began
         notes, problems = [], []
     start = position or VerifyPosition()
@@ -121,11 +146,11 @@ def _locate(folder: _Folder, index: int) -> os.stat_result | str:
     if record is None:
         return "not recorded in the manifest (interrupted write?)"
     try:
-        st = os.lstat(folder.path / part_name(index))
-    except FileNotFoundError:
-        return "missing"
+        st = folder.dir.lstat(part_name(index))
     except OSError as exc:
         return f"unreadable: {exc.strerror}"
+    if st is None:
+        return "missing"
     return st if stat.S_ISREG(st.st_mode) else "not a regular file"
 
 
@@ -144,7 +169,9 @@ def _check(
         return 0, checked[key]
     record = folder.manifest.parts[index]
     assert record is not None  # _locate said so
-    path = folder.path / part_name(index)
-    problem = check_part_file(path, found.st_size, record, folder.manifest, cancel)
+    try:
+        problem = check_part_file(folder.dir, index, found.st_size, record, folder.manifest, cancel)
+    except UnexpectedEntry as exc:  # swapped since it was listed
+        problem = f"a {exc.found}, not a part file"
     checked[key] = problem
     return found.st_size, problem
