@@ -35,15 +35,6 @@ def paragraphs(text: str) -> list[str]:
     return [" ".join(p.split()) for p in text.split("\n\n") if p.strip()]
 
 
-def sentence(text: str) -> str:
-    """A help fragment ("back up now: ...") as a sentence ("Back up now: ....")."""
-    text = text.strip()
-    if not text:
-        return ""
-    text = text[0].upper() + text[1:]
-    return text if text.endswith((".", "!", "?", ")")) else text + "."
-
-
 def argument_tag(argument: Argument) -> str:
     """The .TP tag: ``\\fB\\-c\\fR, \\fB\\-\\-config\\fR \\fIPATH\\fR``."""
     metavar = escape(argument.metavar)
@@ -59,22 +50,23 @@ def argument_tag(argument: Argument) -> str:
 def argument_list(arguments: tuple[Argument, ...]) -> list[str]:
     out: list[str] = []
     for argument in arguments:
-        out += [".TP", argument_tag(argument), escape(sentence(argument.help)) or "\\&"]
+        out += [".TP", argument_tag(argument), escape(argument.help) or "\\&"]
     return out
 
 
 def command_list(commands: tuple[Command, ...]) -> list[str]:
     out: list[str] = []
     for sub in commands:
-        out += [".TP", f"\\fB{escape(sub.path[-1])}\\fR", escape(sentence(sub.summary)) or "\\&"]
+        out += [".TP", f"\\fB{escape(sub.path[-1])}\\fR", escape(sub.summary) or "\\&"]
     return out
 
 
 def command_section(command: Command) -> list[str]:
     out = [f'.SS "{escape(" ".join(("coldvault", *command.path)))}"']
     out += [".PP", f"\\fBusage:\\fR {escape(command.usage)}"]
-    for text in (sentence(command.summary), *paragraphs(command.description)):
-        out += [".PP", escape(text)]
+    for text in (command.summary, *paragraphs(command.description)):
+        if text:
+            out += [".PP", escape(text)]
     out += command_list(command.commands)
     arguments = tuple(a for a in command.arguments if a.option_strings != ("-h", "--help"))
     return out + argument_list(arguments)
@@ -83,7 +75,7 @@ def command_section(command: Command) -> list[str]:
 def name_line(program: Command) -> str:
     """NAME: ``coldvault \\- what it does`` (the parser's description, as a phrase)."""
     what = paragraphs(program.description)[0] if program.description else "backup daemon"
-    what = what.rstrip(".")
+    what = what.split(". ")[0].rstrip(".")  # whatis(1) wants one short phrase
     return f"coldvault \\- {escape(what[0].lower() + what[1:])}"
 
 
