@@ -35,6 +35,14 @@ def paragraphs(text: str) -> list[str]:
     return [" ".join(p.split()) for p in text.split("\n\n") if p.strip()]
 
 
+def text_block(text: str, raw: bool) -> list[str]:
+    """Paragraphs as roff; with ``raw`` (RawDescriptionHelpFormatter) lines stay as written."""
+    if not raw:
+        return [line for p in paragraphs(text) for line in (".PP", escape(p))]
+    blocks = [b.strip("\n") for b in text.split("\n\n") if b.strip()]
+    return [line for b in blocks for line in (".PP", ".nf", escape(b), ".fi")]
+
+
 def argument_tag(argument: Argument) -> str:
     """The .TP tag: ``\\fB\\-c\\fR, \\fB\\-\\-config\\fR \\fIPATH\\fR``."""
     metavar = escape(argument.metavar)
@@ -64,9 +72,10 @@ def command_list(commands: tuple[Command, ...]) -> list[str]:
 def command_section(command: Command) -> list[str]:
     out = [f'.SS "{escape(" ".join(("coldvault", *command.path)))}"']
     out += [".PP", f"\\fBusage:\\fR {escape(command.usage)}"]
-    for text in (command.summary, *paragraphs(command.description)):
-        if text:
-            out += [".PP", escape(text)]
+    if command.summary:
+        out += [".PP", escape(command.summary)]
+    out += text_block(command.description, command.raw_text)
+    out += text_block(command.epilog, command.raw_text) if command.path else []
     out += command_list(command.commands)
     arguments = tuple(a for a in command.arguments if a.option_strings != ("-h", "--help"))
     return out + argument_list(arguments)
@@ -98,8 +107,7 @@ def render(program: Command, date: str | None = None) -> str:
         f"\\fBcoldvault\\fR {escape(program.usage.removeprefix('coldvault').strip())}",
         ".SH DESCRIPTION",
     ]
-    for text in paragraphs(program.description)[1:]:
-        out += [".PP", escape(text)]
+    out += text_block(program.description, program.raw_text)
     out += [
         ".PP",
         "Commands (each has its own \\fB\\-\\-help\\fR):",
@@ -109,10 +117,7 @@ def render(program: Command, date: str | None = None) -> str:
     for command in program.walk()[1:]:
         out += command_section(command)
     if program.epilog:
-        out += [
-            ".SH EXIT STATUS",
-            *(line for p in paragraphs(program.epilog) for line in (".PP", escape(p))),
-        ]
+        out += [".SH EXIT STATUS", *text_block(program.epilog, program.raw_text)]
     out += [
         ".SH FILES",
         ".TP",

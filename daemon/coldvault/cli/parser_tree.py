@@ -35,6 +35,7 @@ class Command:
     description: str
     epilog: str
     usage: str
+    raw_text: bool  # RawDescriptionHelpFormatter: description and epilog keep their lines
     arguments: tuple[Argument, ...]
     commands: tuple[Command, ...]
 
@@ -62,6 +63,8 @@ def _command(parser: argparse.ArgumentParser, path: tuple[str, ...], summary: st
         summary=summary,
         description=parser.description or "",
         epilog=parser.epilog or "",
+        raw_text=isinstance(kind := parser.formatter_class, type)
+        and issubclass(kind, argparse.RawDescriptionHelpFormatter),
         usage=usage,
         arguments=tuple(arguments),
         commands=tuple(commands),
