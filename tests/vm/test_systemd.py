@@ -33,7 +33,7 @@ pytestmark = pytest.mark.vm
 
 IN_GUEST = os.environ.get("COLDVAULT_IN_GUEST") == "1"
 BOOT_DIR = harness.WORK / "systemd-boot"
-BOOT_TIMEOUT = 1800  # seconds: boot + checks under software emulation
+BOOT_TIMEOUT = 2400  # seconds: boot + checks (and two package installs) under emulation
 CHECKS = [
     "start_reaches_active_after_ready",
     "status_shows_status_line",
