@@ -32,6 +32,8 @@ class Event(Enum):
     JOB_SKIPPED = "2f1c7b0e6a8d4c59b3e1f0a4d6c8e223"
     JOB_CANCELLED = "2f1c7b0e6a8d4c59b3e1f0a4d6c8e224"
     HOOK_FAILED = "2f1c7b0e6a8d4c59b3e1f0a4d6c8e230"
+    VERIFY_FINISHED = "2f1c7b0e6a8d4c59b3e1f0a4d6c8e240"
+    VERIFY_FAILED = "2f1c7b0e6a8d4c59b3e1f0a4d6c8e241"
 
     @property
     def message_id(self) -> str:

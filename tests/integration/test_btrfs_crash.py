@@ -3,10 +3,10 @@
 Each case has its own job and source subvolume on two shared filesystems. Two runs
 make history (retention keeps two on each side, so the killed run prunes both sides),
 then a run is killed at a point chosen with ``COLDVAULT_CRASH_AT`` (the hook in
-``coldvault.jobs.btrfs.killpoints``), sometimes twice in a row. After the kill: a run
-completes, ``verify --all`` passes, no partial copy or unsent source snapshot is left,
-``latest`` names the newest copy, and every received copy holds exactly what the
-source held when its run started.
+``coldvault.system.crashpoint``, shared with image jobs), sometimes twice in a row.
+After the kill: a run completes, ``verify --all`` passes, no partial copy or unsent
+source snapshot is left, ``latest`` names the newest copy, and every received copy
+holds exactly what the source held when its run started.
 """
 
 from __future__ import annotations

@@ -1,9 +1,17 @@
-"""A backup run killed with SIGKILL at several points, then run again.
+"""The image half of the crash campaign: a real ``coldvault run`` SIGKILLed at named points.
 
-The killed run is a real child process; the kill point is chosen by wrapping
-one function of the image job in that child so it kills itself there. After
-the rerun the newest snapshot must equal an uninterrupted backup of the same
-source, and no earlier snapshot may have changed.
+Each case backs up twice, changes the source, and runs ``coldvault run`` in a child
+process with ``COLDVAULT_CRASH_AT=POINT:N``: the child kills itself with SIGKILL the
+N-th time it reaches that point (see ``coldvault.system.crashpoint``), as a power cut
+or the OOM killer would end it. Then, on the disk as the kill left it and again after
+a completing run: ``verify --all`` passes and ``list`` shows no half-made or
+half-deleted snapshot; and afterwards every snapshot restores byte-identical to the
+source as it was when that snapshot was made. The newest equals an uninterrupted
+backup of the same source.
+
+The child is the real CLI entry point (``coldvault.cli.main``); only the interval of
+in-progress manifest saves is set (every part, or never) so that the manifest kill
+points are reached deterministically.
 """
 
 from __future__ import annotations
@@ -12,129 +20,196 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from tests.conftest import ROOT
-from tests.unit.image_env import (
-    KiB,
-    folder_state,
-    make_job,
-    patch,
-    restore_bytes,
-    run,
-    snapshots,
-    write_source,
-)
-
-from coldvault.jobs.image import manifest as manifest_mod
+from tests.unit.image_env import KiB, load_manifest, patch, write_source
 
 PART = 256 * KiB
 
-CHILD = textwrap.dedent(
-    """
-    import os, signal, sys
-    from pathlib import Path
-    from coldvault.jobs.image import backup, parts, snapshots
-    from tests.unit.image_env import make_job, run
-
-    src, job_dir, point, nth = sys.argv[1], Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-    calls = 0
-
-    def die_on_nth(original, after):
-        def wrapper(*args, **kwargs):
-            global calls
-            calls += 1
-            if calls == nth and not after:
-                os.kill(os.getpid(), signal.SIGKILL)
-            result = original(*args, **kwargs)
-            if calls == nth and after:
-                os.kill(os.getpid(), signal.SIGKILL)
-            return result
-        return wrapper
-
-    if point == "tmp-written":  # data in the temporary file, not yet renamed
-        parts.PartWriter.commit = die_on_nth(parts.PartWriter.commit, after=False)
-    elif point == "after-rename":  # part renamed into place, manifest not updated
-        parts.PartWriter.commit = die_on_nth(parts.PartWriter.commit, after=True)
-    elif point == "after-manifest":  # in-progress manifest saved after each part
-        backup.SAVE_EVERY_SECONDS = 0.0
-        backup.Pass.save_progress = die_on_nth(backup.Pass.save_progress, after=True)
-    elif point == "linking":  # snapshot-inprogress only partly linked
-        snapshots.os.link = die_on_nth(os.link, after=True)
-    elif point == "before-finish":  # complete, not yet renamed
-        snapshots.finish = die_on_nth(snapshots.finish, after=False)
-    elif point == "before-prune":  # renamed, old snapshots not yet removed
-        snapshots.prune = die_on_nth(snapshots.prune, after=False)
-    run(make_job(src, snapshots=2), job_dir)
-    print("finished without being killed")
-    """
+CHILD = (
+    "import sys\n"
+    "from coldvault.jobs.image import backup\n"
+    "backup.SAVE_EVERY_SECONDS = float(sys.argv.pop(1))\n"
+    "from coldvault.cli.main import main\n"
+    "raise SystemExit(main(sys.argv[1:]))\n"
 )
+EVERY_PART, NEVER = 0.0, 1e9
 
-POINTS = [
-    ("tmp-written", 1),
-    ("tmp-written", 3),
-    ("after-rename", 2),
-    ("after-manifest", 2),
-    ("linking", 3),
-    ("before-finish", 1),
-    ("before-prune", 1),
+
+@dataclass(frozen=True)
+class Kill:
+    """One kill point: where, the how-many-th time, and what the killed run backs up."""
+
+    point: str
+    nth: int = 1
+    change: str = "edit"  # edit: five parts change; shrink: the source loses 3 parts
+    saves: float = NEVER  # in-progress manifest saves during the pass
+    then: str | None = None  # a second kill point, in the run that resumes
+
+    @property
+    def id(self) -> str:
+        extra = f"-{self.change}" if self.change != "edit" else ""
+        again = f"-then-{self.then}" if self.then else ""
+        return f"{self.point}:{self.nth}{extra}{again}"
+
+
+KILLS = [
+    Kill("image.link", 3),  # snapshot-inprogress only partly linked to the base
+    Kill("image.part-written", 1),  # first new part written, not yet fsynced
+    Kill("image.part-written", 4),  # a later one (the commit thread has more queued)
+    Kill("image.part-synced", 2),  # fsynced under its temporary name, not renamed
+    Kill("image.part-renamed", 1),  # renamed over the linked name, folder not fsynced
+    Kill("image.part-renamed", 3, saves=EVERY_PART),  # ... with in-progress manifests
+    Kill("image.manifest-save", 2, saves=EVERY_PART),  # before an in-progress manifest
+    Kill("image.manifest-saved", 2, saves=EVERY_PART),  # after one
+    Kill("image.manifest-save", 1),  # before the complete manifest (no periodic saves)
+    Kill("image.before-finish"),  # complete manifest saved, not yet renamed
+    Kill("image.snapshot-renamed"),  # renamed to snapshot-…, job folder not fsynced
+    Kill("image.prune-hidden"),  # old snapshot renamed to .deleting-…, nothing deleted
+    Kill("image.prune-unlinked", 2),  # old snapshot half deleted (hidden)
+    Kill("image.drop-unneeded", 2, change="shrink"),  # parts past a shrunk source
+    Kill("image.part-synced", 2, then="image.part-renamed"),  # killed twice in a row
 ]
 
 
-def _content(folder: Path) -> list[tuple[int, bool, str | None]]:
-    m = manifest_mod.load(folder)
-    assert m is not None and m.complete
-    return [(p.size, p.zero, p.hash) for p in m.parts if p is not None]
+class Env:
+    """A backup root (a plain folder), one image job, and the real CLI as a child."""
+
+    def __init__(self, tmp: Path, src: Path | None = None) -> None:
+        self.tmp = tmp
+        self.src = src or tmp / "src"
+        self.backup = tmp / "backup"
+        self.backup.mkdir(parents=True)
+        (tmp / "disk").write_bytes(b"")
+        self.config = tmp / "config.yaml"
+        self.config.write_text(
+            yaml.safe_dump(
+                {
+                    "disk": {
+                        "device": str(tmp / "disk"),
+                        "mount": {"point": str(self.backup), "require_mount": False},
+                    },
+                    "settings": {
+                        "state_file": str(tmp / "state.json"),
+                        "runtime_dir": str(tmp / "run"),
+                        "lock_file": str(tmp / "lock"),
+                    },
+                    "jobs": [
+                        {
+                            "name": "img",
+                            "type": "image",
+                            "source": str(self.src),
+                            "part_size": "256k",
+                            "block_size": "64k",
+                            "snapshots": 2,
+                            "every": "1d",
+                        }
+                    ],
+                }
+            )
+        )
+        self.job_dir = self.backup / "img"
+
+    def cli(
+        self, *args: str, crash_at: str | None = None, saves: float = NEVER
+    ) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k != "COLDVAULT_CRASH_AT"}
+        env["PYTHONPATH"] = f"{ROOT}:{ROOT / 'daemon'}"
+        if crash_at:
+            env["COLDVAULT_CRASH_AT"] = crash_at
+        return subprocess.run(
+            [sys.executable, "-c", CHILD, str(saves), "--config", str(self.config), *args],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    def ok(self, *args: str) -> str:
+        done = self.cli(*args)
+        assert done.returncode == 0, f"{args}: {done.returncode}\n{done.stdout}{done.stderr}"
+        return done.stdout
+
+    def snapshots(self) -> list[str]:
+        return sorted(n for n in os.listdir(self.job_dir) if n.startswith("snapshot-2"))
+
+    def restored(self, name: str) -> bytes:
+        out = self.tmp / f"restore-{name}"
+        out.unlink(missing_ok=True)
+        self.ok("restore", "img", str(out), "--snapshot", name)
+        return out.read_bytes()
+
+    def check_consistent(self) -> None:
+        """verify --all passes; list shows only complete snapshots (and the in-progress one)."""
+        verify = self.cli("verify", "img", "--all")
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+        listed = self.ok("list", "img")
+        assert ".deleting" not in listed
+        for name in os.listdir(self.job_dir):
+            if name.startswith("snapshot-2"):
+                assert name in listed
+                manifest = load_manifest(self.job_dir / name)
+                assert manifest is not None and manifest.complete
 
 
-@pytest.mark.parametrize(("point", "nth"), POINTS)
-def test_killed_run_then_rerun(tmp_path: Path, point: str, nth: int) -> None:
-    src = tmp_path / "src"
-    job = make_job(src, snapshots=2)
-    job_dir = tmp_path / "b"
-    write_source(src, [(3 * PART, True), (2 * PART, False), (3 * PART + 99, True)])
-    run(job, job_dir)
-    patch(src, 10, b"second")
-    run(job, job_dir)
-    earlier = {s.name: folder_state(s) for s in snapshots(job_dir)}
-    # the killed run: four parts change, one zero part gets data
+def _mutate(env: Env, change: str) -> None:
+    if change == "shrink":
+        os.truncate(env.src, env.src.stat().st_size - 3 * PART)
+        patch(env.src, 2, b"shrunk")
+        return
     for offset in (PART + 1, 3 * PART + 2, 5 * PART + 3, 6 * PART + 4, 7 * PART + 5):
-        patch(src, offset, b"third run")
-    wanted = src.read_bytes()
+        patch(env.src, offset, b"third run")
 
-    child = subprocess.run(
-        [sys.executable, "-c", CHILD, str(src), str(job_dir), point, str(nth)],
-        check=False,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'daemon'}"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert child.returncode == -signal.SIGKILL, child.stdout + child.stderr
-    interrupted = (job_dir / "snapshot-inprogress").is_dir()
-    assert interrupted == (point != "before-prune")
-    if point == "tmp-written":
-        work = job_dir / "snapshot-inprogress"
-        assert [n for n in os.listdir(work) if n.endswith(".tmp")]  # a half-written part
-    for name, state in earlier.items():
-        if (job_dir / name).exists():  # pruning an old snapshot is allowed, changing it not
-            assert folder_state(job_dir / name) == state
 
-    run(job, job_dir)
-    reference = tmp_path / "reference"
-    run(job, reference)  # an uninterrupted backup of the same source
-    latest = snapshots(job_dir)[-1]
-    assert _content(latest) == _content(snapshots(reference)[0])
-    assert sorted(n for n in os.listdir(latest) if n.startswith("part_")) == sorted(
-        n for n in os.listdir(snapshots(reference)[0]) if n.startswith("part_")
-    )
-    assert restore_bytes(job, job_dir, tmp_path / "out") == wanted
-    assert not (job_dir / "snapshot-inprogress").exists()
-    assert len(snapshots(job_dir)) == 2
-    kept_earlier = [s for s in snapshots(job_dir) if s.name in earlier]
-    for s in kept_earlier:
-        assert folder_state(s) == earlier[s.name]
-    assert not [n for n in os.listdir(latest) if n.endswith(".tmp")]
+@pytest.mark.parametrize("kill", KILLS, ids=[k.id for k in KILLS])
+def test_killed_run_then_completing_run(tmp_path: Path, kill: Kill) -> None:
+    env = Env(tmp_path)
+    versions: dict[str, bytes] = {}
+    write_source(env.src, [(3 * PART, True), (2 * PART, False), (3 * PART + 99, True)])
+    env.ok("run", "img")
+    versions[env.snapshots()[-1]] = env.src.read_bytes()
+    patch(env.src, 10, b"second")
+    env.ok("run", "img")
+    versions[env.snapshots()[-1]] = env.src.read_bytes()
+    _mutate(env, kill.change)
+    wanted = env.src.read_bytes()
+
+    killed = env.cli("run", "img", crash_at=f"{kill.point}:{kill.nth}", saves=kill.saves)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    env.check_consistent()
+    for name in env.snapshots():  # pruning an old snapshot is allowed, changing it not
+        if name in versions:
+            assert env.restored(name) == versions[name]
+    if kill.then:
+        again = env.cli("run", "img", crash_at=f"{kill.then}:1", saves=kill.saves)
+        assert again.returncode == -signal.SIGKILL, again.stdout + again.stderr
+        env.check_consistent()
+
+    env.ok("run", "img")
+    env.check_consistent()
+    assert not (env.job_dir / "snapshot-inprogress").exists()
+    assert not [n for n in os.listdir(env.job_dir) if n.startswith(".")]
+    names = env.snapshots()
+    assert len(names) == 2
+    assert env.restored(names[-1]) == wanted
+    for name in names[:-1]:
+        assert env.restored(name) == versions.get(name, wanted)
+    for name in names:
+        left = [n for n in os.listdir(env.job_dir / name) if n.endswith(".tmp")]
+        assert not left, left
+    # the newest holds what an uninterrupted backup of the same source holds
+    reference = Env(tmp_path / "reference", src=env.src)
+    reference.ok("run", "img")
+    ours = load_manifest(env.job_dir / names[-1])
+    theirs = load_manifest(reference.job_dir / reference.snapshots()[0])
+    assert ours is not None and theirs is not None
+    assert [(p.size, p.zero, p.hash) for p in ours.parts if p] == [
+        (p.size, p.zero, p.hash) for p in theirs.parts if p
+    ]
+    assert len([p for p in ours.parts if p]) == len(ours.parts)

@@ -9,8 +9,11 @@ from pathlib import Path
 
 from coldvault.config.model import ImageJob, SourceRef
 from coldvault.jobs.base import JobResult, RestoreRequest
+from coldvault.jobs.image import manifest as manifest_mod
+from coldvault.jobs.image.manifest import Manifest
 from coldvault.jobs.image.runner import ImageRunner
 from coldvault.progress import no_progress
+from coldvault.system.beneath import SafeDir
 from coldvault.system.cancel import CancelToken
 
 KiB = 1 << 10
@@ -47,7 +50,8 @@ def patch(path: Path, offset: int, data: bytes) -> None:
 
 
 def run(job: ImageJob, job_dir: Path, cancel: CancelToken | None = None) -> JobResult:
-    """One backup run in this process."""
+    """One backup run in this process (``job_dir``'s parent plays the mount point)."""
+    job_dir.parent.mkdir(parents=True, exist_ok=True)
     return ImageRunner(job).run(job_dir, no_progress, cancel or CancelToken())
 
 
@@ -75,3 +79,9 @@ def folder_state(folder: Path) -> dict[str, tuple[int, str, int]]:
 def part_inodes(folder: Path) -> dict[str, int]:
     """name → inode of the part files of ``folder``."""
     return {n: os.stat(folder / n).st_ino for n in os.listdir(folder) if n.startswith("part_")}
+
+
+def load_manifest(folder: Path) -> Manifest | None:
+    """The validated manifest of the snapshot folder ``folder``."""
+    with SafeDir.open_root(folder) as d:
+        return manifest_mod.load(d)

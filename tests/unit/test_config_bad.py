@@ -8,6 +8,7 @@ paragraph on stderr).
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -314,6 +315,241 @@ CASES = [
         "disk.mount.options",
         "expected a single value",
     ),
+    # Issue 12: tracebacks, hangs and silent acceptance, each now a positioned error.
+    Bad(
+        "duration-days-overflow",
+        job(GOOD_JOB + "    every: 99999999999d\n"),
+        "5:12",
+        "jobs[0].every",
+        "at most 100 years (36525d)",
+    ),
+    Bad(
+        "duration-seconds-overflow",
+        job(GOOD_JOB + "    every: 100000000000000000000s\n"),
+        "5:12",
+        "jobs[0].every",
+        "at most 100 years",
+    ),
+    Bad(
+        "poll-overflow",
+        "settings: {poll_seconds: 99999999999999999999d}\njobs:\n" + GOOD_JOB,
+        "1:26",
+        "settings.poll_seconds",
+        "at most 100 years",
+    ),
+    Bad(
+        "poll-above-a-day",
+        "settings: {poll_seconds: 90000}\njobs:\n" + GOOD_JOB,
+        "1:26",
+        "settings.poll_seconds",
+        "at most 86400 seconds",
+    ),
+    Bad(
+        "snapshots-5000-digits",
+        job(GOOD_JOB + "    snapshots: " + "9" * 5000 + "\n"),
+        "5:16",
+        "jobs[0].snapshots",
+        "a number up to 100000",
+    ),
+    Bad(
+        "retention-5000-digits",
+        job(GOOD_JOB + "    retention: {daily: " + "7" * 5000 + "}\n"),
+        "5:24",
+        "jobs[0].retention.daily",
+        "a number up to 100000",
+    ),
+    Bad(
+        "part-size-5000-digits",
+        job(GOOD_JOB + "    part_size: " + "1" * 5000 + "\n"),
+        "5:16",
+        "jobs[0].part_size",
+        "at most 24 digits",
+    ),
+    Bad(
+        "nested-1200-flow",
+        "x: " + "{a: " * 1200 + "1" + "}" * 1200 + "\n" + job(GOOD_JOB),
+        "1:200",
+        "",
+        "nested more than 50 levels deep",
+    ),
+    Bad(
+        "nested-5000-block",
+        job(GOOD_JOB + "    before:\n    " + "- " * 5000 + "x\n"),
+        "6:99",
+        "",
+        "nested more than 50 levels deep",
+    ),
+    Bad(
+        "self-merge",
+        "disk: &d {<<: *d}\njobs:\n" + GOOD_JOB,
+        "1:7",
+        "disk.<<",
+        "a merge of a mapping into itself",
+    ),
+    Bad(
+        "merge-a-scalar",
+        "disk: {<<: 5}\njobs:\n" + GOOD_JOB,
+        "1:12",
+        "disk.<<",
+        "expected a mapping to merge",
+    ),
+    Bad(
+        "block-size-1024T",
+        job(GOOD_JOB + "    block_size: 1024T\n"),
+        "5:17",
+        "jobs[0].block_size",
+        "at most 64M (67108864 bytes)",
+    ),
+    Bad(
+        "part-size-above-64G",
+        job(GOOD_JOB + "    part_size: 65G\n"),
+        "5:16",
+        "jobs[0].part_size",
+        "at most 64G (68719476736 bytes)",
+    ),
+    Bad(
+        "nul-in-target",
+        job(GOOD_JOB + '    target: "a\\0b"\n'),
+        "5:13",
+        "jobs[0].target",
+        "control character U+0000",
+    ),
+    Bad(
+        "nul-in-mount-point",
+        'disk:\n  mount: {point: "/m\\0x"}\njobs:\n' + GOOD_JOB,
+        "2:18",
+        "disk.mount.point",
+        "control character U+0000",
+    ),
+    Bad(
+        "nul-in-state-file",
+        'settings: {state_file: "/s\\0x"}\njobs:\n' + GOOD_JOB,
+        "1:24",
+        "settings.state_file",
+        "control character U+0000",
+    ),
+    Bad(
+        "escape-in-source",
+        job('  - name: r\n    type: image\n    source: "/dev/\\esda"\n'),
+        "4:13",
+        "jobs[0].source",
+        "control character U+001B",
+    ),
+    Bad(
+        "nul-in-hook",
+        job(GOOD_JOB + '    before: ["echo", "a\\0b"]\n'),
+        "5:13",
+        "jobs[0].before",
+        "NUL byte",
+    ),
+    Bad(
+        "hook-is-a-number",
+        job(GOOD_JOB + "    before: 5\n"),
+        "5:13",
+        "jobs[0].before",
+        "expected a command",
+    ),
+    Bad(
+        "mount-options-number",
+        "disk:\n  mount: {options: 5}\njobs:\n" + GOOD_JOB,
+        "2:20",
+        "disk.mount.options",
+        "expected mount options",
+    ),
+    Bad(
+        "unknown-tag",
+        job(GOOD_JOB + "    hash: !foo blake3\n"),
+        "5:11",
+        "",
+        "found the tag !foo, expected no tag",
+    ),
+    Bad(
+        "python-tag",
+        job(GOOD_JOB + "    hash: !!python/object/apply:os.system [echo]\n"),
+        "5:11",
+        "",
+        "found the tag !!python/object/apply:os.system",
+    ),
+    Bad(
+        "state-file-is-folder",
+        "settings: {state_file: .}\njobs:\n" + GOOD_JOB,
+        "1:24",
+        "settings.state_file",
+        "a folder, expected the path of a file",
+    ),
+    Bad(
+        "undefined-alias",
+        "disk: *nowhere\njobs:\n" + GOOD_JOB,
+        "1:7",
+        "",
+        "found the alias *nowhere",
+    ),
+    # Issue 11, point 3: job folders that overlap.
+    Bad(
+        "target-is-root",
+        job(GOOD_JOB + "    target: .\n"),
+        "5:13",
+        "jobs[0].target",
+        "the backup root itself",
+    ),
+    Bad(
+        "target-is-root-slash",
+        job(GOOD_JOB + "    target: ./\n"),
+        "5:13",
+        "jobs[0].target",
+        "the backup root itself",
+    ),
+    Bad(
+        "target-inside-snapshot",
+        job(
+            GOOD_JOB
+            + "  - {name: b, type: image, source: /x, target: root/snapshot-2020-01-01-000000}\n"
+        ),
+        "5:5",
+        "jobs[1].target",
+        "inside the folder 'root' of job 'root'",
+    ),
+    Bad(
+        "target-inside-inprogress",
+        job(
+            GOOD_JOB + "  - {name: b, type: image, source: /x, target: root/snapshot-inprogress}\n"
+        ),
+        "5:5",
+        "jobs[1].target",
+        "inside the folder 'root' of job 'root'",
+    ),
+    Bad(
+        "target-holds-other",
+        job(
+            "  - {name: a, type: image, source: /x, target: d/a}\n"
+            "  - {name: b, type: image, source: /y, target: d}\n"
+        ),
+        "3:5",
+        "jobs[1].target",
+        "which holds the folder of job 'a'",
+    ),
+    Bad(
+        "target-is-token",
+        job(GOOD_JOB + "    target: .token\n"),
+        "2:5",
+        "jobs[0].target",
+        "the disk's token file '.token'",
+    ),
+    Bad(
+        "target-holds-custom-token",
+        "disk:\n  token: {hash_file: t.sha512, file: keys/tok}\njobs:\n"
+        "  - {name: a, type: image, source: /x, target: keys}\n",
+        "4:5",
+        "jobs[0].target",
+        "the disk's token file 'keys/tok'",
+    ),
+    Bad(
+        "btrfs-sources-same-name",
+        job("  - name: h\n    type: btrfs\n    sources: [/x/data, /y/data]\n"),
+        "4:24",
+        "jobs[0].sources[1]",
+        "stored in the folder 'data' like '/x/data'",
+    ),
 ]
 
 
@@ -381,6 +617,12 @@ SUBPROCESS_CASES = [
     "yes-is-not-bool",
     "bad-time",
     "missing-key-file",
+    "nested-5000-block",
+    "self-merge",
+    "python-tag",
+    "block-size-1024T",
+    "nul-in-target",
+    "target-inside-snapshot",
 ]
 
 
@@ -506,8 +748,8 @@ def test_unreadable_file(tmp_path: Path, coldvault_cmd: list[str]) -> None:
 def test_too_large_file(tmp_path: Path) -> None:
     path = tmp_path / "huge.yaml"
     with path.open("wb") as f:
-        f.truncate(5 << 20)
-    with pytest.raises(ConfigError, match="larger than 4 MiB"):
+        f.truncate(2 << 20)
+    with pytest.raises(ConfigError, match="larger than 1 MiB"):
         load(path)
 
 
@@ -521,3 +763,103 @@ def test_bad_stdin(coldvault_cmd: list[str]) -> None:
     )
     assert done.returncode == EXIT_CONFIG
     assert "<stdin>:2:51: jobs[0].part_size: found '3 bananas'" in done.stderr
+
+
+def merge_bomb(levels: int, width: int) -> str:
+    """``levels`` of ``width``-way ``<<:`` merges (9 and 9: 387 million paths to a key)."""
+    inner = "&a0 {poll_seconds: 7, inhibit_sleep: false}"
+    for i in range(1, levels + 1):
+        inner = f"&a{i} {{<<: [{inner}" + f", *a{i - 1}" * (width - 1) + "]}"
+    return f"settings: {{<<: {inner}}}\njobs:\n{GOOD_JOB}"
+
+
+def test_merge_bomb_is_read_once_per_mapping(tmp_path: Path) -> None:
+    """Each merged mapping is read once, so the bomb is a small valid configuration."""
+    text = merge_bomb(9, 9)
+    assert len(text) < 1024
+    path = tmp_path / "bomb.yaml"
+    path.write_text(text)
+    config = load(path)
+    assert config.settings.poll_seconds == 7
+    assert config.settings.inhibit_sleep is False
+
+
+def test_aliases_used_too_often_are_refused(tmp_path: Path) -> None:
+    """A job of 200 keys used 1,000 times through an alias: over the work bound, exit 78."""
+    keys = ", ".join(f"k{i}: 1" for i in range(200))
+    text = f"jobs: [&j {{name: a, type: image, source: /x, {keys}}}" + ", *j" * 1000 + "]\n"
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    assert "found more than 50000 keys and list items" in info.value.message.splitlines()[0]
+    assert "anchors, aliases" in (info.value.hint or "")
+
+
+def test_too_many_values_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("x: [" + ",".join(["1"] * 60_000) + "]\n")
+    with pytest.raises(ConfigError, match=r":1:\d+: found more than 50000 values"):
+        load(path)
+
+
+def test_many_errors_are_collected_in_linear_time(tmp_path: Path) -> None:
+    """40,000 list items that are not jobs: every one found, 20 shown (20,000 took 10 s)."""
+    path = tmp_path / "c.yaml"
+    path.write_text("jobs:\n" + "  - x\n" * 40_000)
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    lines = info.value.message.splitlines()
+    assert lines[0].endswith("jobs[0]: found 'x', expected a job (a mapping with name and type)")
+    assert lines[-1].endswith("... and 39980 more errors")
+
+
+def test_merge_chain_longer_than_the_recursion_limit(tmp_path: Path) -> None:
+    """Each mapping merges the one before: 5,000 links, read without recursion."""
+    chain = "".join(f"  - &a{i} {{<<: *a{i - 1}}}\n" for i in range(1, 5000))
+    text = f"x:\n  - &a0 {{poll_seconds: 3}}\n{chain}settings: *a4999\njobs:\n{GOOD_JOB}"
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    assert info.value.message.splitlines() == [
+        f"{path}:1:1: x: unknown key, expected one of: disk, jobs, settings"
+    ]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "socket", "chardev"])
+def test_validate_refuses_non_regular_files_without_blocking(
+    tmp_path: Path, kind: str, coldvault_cmd: list[str]
+) -> None:
+    """A FIFO with no writer would block a plain open() forever: refused before reading."""
+    import socket
+
+    path = tmp_path / kind
+    expected = {"fifo": "a FIFO (named pipe)", "socket": "a socket", "chardev": ""}[kind]
+    holder = None
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "socket":
+        holder = socket.socket(socket.AF_UNIX)
+        holder.bind(str(path))
+    else:
+        path = Path("/dev/null")
+        expected = "a character device"
+    try:
+        done = subprocess.run(
+            [*coldvault_cmd, "config", "validate", str(path)],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,  # a hang fails the test instead of the suite
+        )
+        with pytest.raises(ConfigError, match=re.escape(f"{path}: is {expected}")):
+            load(path)
+    finally:
+        if holder is not None:
+            holder.close()
+    assert done.returncode == EXIT_CONFIG, done.stderr
+    assert f"coldvault: error: {path}: is {expected}, expected a YAML configuration file" in (
+        done.stderr
+    )
+    assert "Traceback" not in done.stderr

@@ -200,22 +200,10 @@ def test_example_validates_and_explains_every_key(tmp_path: Path) -> None:
     config = load_text(text, "example.yaml", tmp_path)
     assert [j.type for j in config.jobs] == ["image", "btrfs"]
     assert config.disk.token is not None
-    from coldvault.config import loader
+    from coldvault.config.model import schema_keys
 
-    every_key = {
-        *loader.TOP_KEYS,
-        *loader.DISK_KEYS,
-        *loader.ARRAY_KEYS,
-        *loader.LUKS_KEYS,
-        *loader.LVM_KEYS,
-        *loader.MOUNT_KEYS,
-        *loader.TOKEN_KEYS,
-        *loader.SETTINGS_KEYS,
-        *loader.RETENTION_KEYS,
-        *loader.COMMON_JOB_KEYS,
-        *loader.IMAGE_KEYS,
-        *loader.BTRFS_KEYS,
-    }
+    every_key = schema_keys()
+    assert {"block_size", "every", "max_per_session", "on_failure", "keep_last"} <= every_key
     missing = {k for k in every_key if not re.search(rf"\b{k}\b", text)}
     assert not missing
 
@@ -265,3 +253,60 @@ def test_cli_validate_uses_global_config_option(tmp_path: Path, coldvault_cmd: l
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"{path}: valid, 1 job(s)")
+
+
+def test_verify_schedule_defaults_and_overrides(tmp_path: Path) -> None:
+    text = (
+        "settings:\n  verify: {every: never}\n"
+        "jobs:\n  - {name: a, type: image, source: /x}\n"
+        "  - {name: b, type: btrfs, sources: [/h], verify: {every: 7d, max_per_session: 200G}}\n"
+    )
+    config = load_text(text, "c.yaml", tmp_path)
+    a, b = config.jobs
+    assert a.verify is None and config.verify_schedule(a).every is None
+    assert config.verify_schedule(b).every == timedelta(days=7)
+    assert config.verify_schedule(b).max_per_session == 200 << 30
+    default = load_text(MINIMAL, "c.yaml", tmp_path)
+    assert default.verify_schedule(default.jobs[0]).every == timedelta(days=30)
+
+
+def test_every_schema_key_declares_a_known_converter_and_help(tmp_path: Path) -> None:
+    """The schema is the one source of truth: each key's converter must exist in the loader."""
+    from dataclasses import fields
+
+    from coldvault.config.converters import Reader
+    from coldvault.config.loader import converter
+    from coldvault.config.model import JOB_CLASSES, Config, key_of
+
+    reader = Reader("c.yaml", tmp_path)
+    todo: list[type] = [Config, *JOB_CLASSES.values()]
+    seen: set[type] = set()
+    checked = 0
+    while todo:
+        cls = todo.pop()
+        if cls in seen:
+            continue
+        seen.add(cls)
+        for f in fields(cls):
+            spec = key_of(f)
+            if spec is None:
+                continue
+            assert spec.help, f"{cls.__name__}.{f.name} has no help"
+            if spec.section is not None:
+                todo.append(spec.section)
+            elif spec.convert != "jobs":
+                assert callable(converter(reader, spec)), f"{cls.__name__}.{f.name}"
+            checked += 1
+    assert checked >= 50
+
+
+def test_disk_init_defaults_come_from_the_model() -> None:
+    from coldvault.config.model import ArrayConfig, LuksConfig, LvmConfig, MountConfig, TokenConfig
+    from coldvault.disk.prepare.plan import InitOptions
+
+    opts = InitOptions()
+    assert opts.array == ArrayConfig().device == Path("/dev/md/backup")
+    assert opts.luks_name == LuksConfig(key_file=Path("/k")).name == "enc-backup"
+    assert opts.vg == LvmConfig().vg == "backup"
+    assert opts.mount_point == MountConfig().point == Path("/media/backup")
+    assert opts.token_file == TokenConfig(hash_file=Path("/h")).file == ".token"

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from tests.unit.image_env import (
     KiB,
+    load_manifest,
     make_job,
     part_inodes,
     patch,
@@ -20,7 +21,6 @@ from tests.unit.image_env import (
 
 from coldvault.errors import IntegrityError, JobError
 from coldvault.jobs.base import RestoreRequest
-from coldvault.jobs.image import manifest as manifest_mod
 from coldvault.jobs.image.runner import ImageRunner
 from coldvault.progress import no_progress
 from coldvault.system.cancel import CancelToken
@@ -194,10 +194,10 @@ def test_original_script_folder_is_restored_and_continued(
     assert restore_bytes(job, job_dir, tmp_path / "r1") == src.read_bytes()
     if snapshots_kept:
         assert part_inodes(legacy) == legacy_inodes  # the old folder's parts untouched
-        adopted = manifest_mod.load(legacy)
+        adopted = load_manifest(legacy)
         assert adopted is not None and adopted.adopted
         assert _verify(job_dir, all=True) == []
-    m = manifest_mod.load(latest)
+    m = load_manifest(latest)
     assert m is not None and m.source_size == 4 * PART + 777
 
 

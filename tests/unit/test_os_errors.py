@@ -44,5 +44,5 @@ jobs:
     )
     assert done.returncode == 1
     assert "Traceback" not in done.stderr + done.stdout
-    assert f"File exists: {backup / 'img'}" in done.stderr
+    assert f"{backup / 'img'} is a file, expected a folder" in done.stderr
     assert (backup / "img").read_text() == "not a folder"

@@ -19,6 +19,7 @@ _DEFAULT_LV = "<host name>"
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``disk init`` and ``disk add-mirror``."""
     from coldvault.cli.disk_cmd import disk_group
+    from coldvault.disk.prepare.plan import InitOptions as Defaults  # the model's defaults
 
     group = disk_group(sub)
 
@@ -50,32 +51,42 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--keep-open", action="store_true", help="leave the new disk open and mounted")
     names = p.add_argument_group("names and sizes (defaults: the design's)")
-    names.add_argument("--label", default="backup", help="GPT partition name (backup)")
     names.add_argument(
-        "--array", type=Path, default=Path("/dev/md/backup"), help="RAID1 device (/dev/md/backup)"
+        "--label", default=Defaults.part_label, help=f"GPT partition name ({Defaults.part_label})"
     )
-    names.add_argument("--luks-name", default="enc-backup", help="LUKS mapping (enc-backup)")
+    names.add_argument(
+        "--array", type=Path, default=Defaults.array, help=f"RAID1 device ({Defaults.array})"
+    )
+    names.add_argument(
+        "--luks-name", default=Defaults.luks_name, help=f"LUKS mapping ({Defaults.luks_name})"
+    )
     names.add_argument(
         "--key-file",
         type=Path,
-        default=Path("/etc/coldvault/backup.key"),
-        help="new random LUKS key file (/etc/coldvault/backup.key)",
+        default=Defaults.key_file,
+        help=f"new random LUKS key file ({Defaults.key_file})",
     )
-    names.add_argument("--vg", default="backup", help="LVM volume group (backup)")
+    names.add_argument("--vg", default=Defaults.vg, help=f"LVM volume group ({Defaults.vg})")
     names.add_argument("--lv", default=_DEFAULT_LV, help="logical volume (this host's name)")
     names.add_argument(
         "--lv-size", default="100%FREE", help="lvcreate size: 100%%FREE (default), 80%%VG or 500G"
     )
-    names.add_argument("--fs-label", default="backup", help="Btrfs label (backup)")
     names.add_argument(
-        "--mount-point", type=Path, default=Path("/media/backup"), help="/media/backup"
+        "--fs-label", default=Defaults.fs_label, help=f"Btrfs label ({Defaults.fs_label})"
     )
-    names.add_argument("--token-file", default=".token", help="token file on the disk (.token)")
+    names.add_argument(
+        "--mount-point", type=Path, default=Defaults.mount_point, help=str(Defaults.mount_point)
+    )
+    names.add_argument(
+        "--token-file",
+        default=Defaults.token_file,
+        help=f"token file on the disk ({Defaults.token_file})",
+    )
     names.add_argument(
         "--hash-file",
         type=Path,
-        default=Path("/etc/coldvault/token.sha512"),
-        help="the token's SHA-512 on this host (/etc/coldvault/token.sha512)",
+        default=Defaults.hash_file,
+        help=f"the token's SHA-512 on this host ({Defaults.hash_file})",
     )
     names.add_argument(
         "--wait-device",
@@ -100,8 +111,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--array",
         type=Path,
-        default=Path("/dev/md/backup"),
-        help="the running array (/dev/md/backup)",
+        default=Defaults.array,
+        help=f"the running array ({Defaults.array})",
     )
     p.add_argument("--no-wait", action="store_true", help="do not wait for the copy to finish")
     p.set_defaults(func=cmd_add_mirror)

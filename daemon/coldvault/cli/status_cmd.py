@@ -1,4 +1,4 @@
-"""``coldvault status [--json]``: how the backups stand; exit 7 when one is overdue."""
+"""``coldvault status [--json]``: how the backups stand; exit 6 on damage, 7 when overdue."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import argparse
 import json
 
 from coldvault.cli.common import load_config
-from coldvault.errors import EXIT_OK, EXIT_OVERDUE
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -14,15 +13,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "status",
         help="per job: last success, result, next due; the daemon's live progress",
-        description="Exit 7 when any job is overdue by more than its interval "
-        "(a scheduled job that never succeeded counts as overdue).",
+        description="Exit status: 0 all well; 6 when the last scheduled verification of "
+        "any job found corrupt, missing or unreadable data; 7 when any job is overdue by "
+        "more than its interval (a scheduled job that never succeeded counts as overdue); "
+        "6 wins when both apply (damaged backups need a person, a late one only the disk); "
+        "1 when the state file is damaged or unreadable (the daemon then holds every job).",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_status)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """Print the report; exit 7 if a job is overdue."""
+    """Print the report; exit 1 (state damaged), 6 (verify found problems), 7 (overdue)."""
     from coldvault.service.status import build_report, render_text
 
     report = build_report(load_config(args))
@@ -30,4 +32,4 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_json(), indent=2))
     else:
         print(render_text(report))
-    return EXIT_OVERDUE if report.overdue else EXIT_OK
+    return report.exit_code

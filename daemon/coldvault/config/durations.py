@@ -11,19 +11,31 @@ _WHOLE = re.compile(r"(?:\d+\s*[smhdw]\s*)+")
 _TIME = re.compile(r"(\d{1,2}):(\d{2})")
 
 DURATION_FORMS = "a duration with units such as 30s, 15m, 6h, 1d, 1w or 1h30m"
+MAX_DURATION = timedelta(days=36525)  # 100 years: anything longer is a typo
+_MAX_DIGITS = 12  # more digits than any duration below MAX_DURATION needs
 
 
 def parse_duration(text: str) -> timedelta:
     """The ``timedelta`` ``text`` stands for; ValueError with a user message otherwise."""
     raw = text.strip().lower()
     if raw.startswith("-"):
-        raise ValueError(f"found {text!r}, expected a positive duration ({DURATION_FORMS})")
+        raise ValueError(f"found {_shown(text)}, expected a positive duration ({DURATION_FORMS})")
     if not raw or not _WHOLE.fullmatch(raw):
-        raise ValueError(f"found {text!r}, expected {DURATION_FORMS}")
-    seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in _PART.findall(raw))
+        raise ValueError(f"found {_shown(text)}, expected {DURATION_FORMS}")
+    parts = _PART.findall(raw)
+    too_long = f"found {_shown(text)}, expected at most 100 years ({MAX_DURATION.days}d)"
+    if any(len(n.lstrip("0")) > _MAX_DIGITS for n, _ in parts):
+        raise ValueError(too_long)
+    seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in parts)
     if seconds <= 0:
         raise ValueError(f"found {text!r}, expected a duration longer than zero")
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(too_long)
     return timedelta(seconds=seconds)
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= 60 else text[:57] + "...")
 
 
 def format_duration(delta: timedelta) -> str:

@@ -1,590 +1,135 @@
 """Read ``config.yaml`` into the frozen dataclasses of :mod:`coldvault.config.model`.
 
-This is the only place that validates. Every problem becomes one line
+This is the only place that validates. Every section is built by one generic
+builder from the schema the model declares (each field's :class:`Key`: converter,
+default, help); the converters live in :mod:`.converters`, the job-folder rules
+in :mod:`.folders`. Every problem becomes one line
 ``FILE:LINE:COL: key.path: found ..., expected ...``; all of them (up to
-:data:`MAX_ERRORS`) are reported together in one :class:`ConfigError`.
+:data:`~coldvault.config.problems.MAX_ERRORS`) are reported together in one
+:class:`ConfigError`.
 """
 
 from __future__ import annotations
 
-import os
-import re
-import shlex
-import sys
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import time, timedelta
+from collections.abc import Callable
+from dataclasses import fields, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from coldvault.config.durations import parse_duration, parse_time_of_day
+from coldvault.config.converters import MAX_WORK, Reader
+from coldvault.config.folders import JobFolders, distinct_source_names
 from coldvault.config.model import (
-    Argv,
-    ArrayConfig,
+    JOB_CLASSES,
+    JOB_TYPES,
     BtrfsJob,
     Config,
     DiskConfig,
-    Hooks,
     ImageJob,
     Job,
-    LuksConfig,
-    LvmConfig,
-    MountConfig,
-    Retention,
+    Key,
     Settings,
-    SourceRef,
-    TokenConfig,
-    VerifySchedule,
-    When,
+    default_of,
+    key_of,
+    yaml_keys,
 )
-from coldvault.config.sizes import SIZE_FORMS, parse_size
-from coldvault.config.suggest import did_you_mean
+from coldvault.config.problems import Invalid, Reported, TooMuchWork
+from coldvault.config.reading import decode, read_file, read_stdin
+from coldvault.config.sections import Section
 from coldvault.config.yamlnodes import (
     SyntaxProblem,
     Where,
     compose,
     describe,
-    is_merge_key,
     is_null,
-    position_of,
     where,
 )
-from coldvault.errors import ConfigError
 
 T = TypeVar("T")
-MAX_ERRORS = 20
-MAX_CONFIG_BYTES = 4 << 20  # a configuration is a few KiB; refuse to parse a disk image
-
-JOB_NAME = re.compile(r"[A-Za-z0-9._-]+")
-HASHES = ("blake3", "sha256")
-JOB_TYPES = ("image", "btrfs")
-SOURCE_KINDS = ("uuid", "partuuid", "label")
-_MD_UUID = re.compile(r"[0-9a-fA-F]{32}")
-_TRUE = ("true", "True", "TRUE")
-_FALSE = ("false", "False", "FALSE")
-_YAML11_BOOLS = ("yes", "no", "on", "off", "y", "n")
-_INT = re.compile(r"[-+]?\d+")
-_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)")
-
-TOP_KEYS = ("disk", "settings", "jobs")
-DISK_KEYS = ("device", "array", "luks", "lvm", "mount", "token")
-ARRAY_KEYS = ("device", "uuid", "allow_degraded")
-LUKS_KEYS = ("key_file", "name", "device")
-LVM_KEYS = ("vg", "lv")
-MOUNT_KEYS = ("point", "device", "fstype", "options", "require_mount")
-TOKEN_KEYS = ("hash_file", "file")
-SETTINGS_KEYS = (
-    "state_file",
-    "runtime_dir",
-    "lock_file",
-    "poll_seconds",
-    "inhibit_sleep",
-    "on_success",
-    "on_failure",
-    "verify",
-)
-VERIFY_KEYS = ("every", "max_per_session")
-RETENTION_KEYS = ("keep_last", "hourly", "daily", "weekly", "monthly", "yearly")
-HOOK_KEYS = ("before", "after", "on_success", "on_failure")
-COMMON_JOB_KEYS = ("name", "type", "target", "every", "at", "on_plug", "verify", *HOOK_KEYS)
-IMAGE_KEYS = (
-    "source",
-    "part_size",
-    "block_size",
-    "keep_null_parts",
-    "snapshots",
-    "retention",
-    "allow_mounted",
-    "hash",
-)
-BTRFS_KEYS = (
-    "sources",
-    "snapshot_dir",
-    "source_retention",
-    "target_retention",
-    "compressed_data",
-)
-
-DEFAULT_HINT = "`coldvault config example` prints a commented configuration with every key"
 
 
-class Invalid(Exception):
-    """One bad value; ``node`` narrows the position when it is not the value itself."""
-
-    def __init__(self, message: str, node: Node | None = None, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.node = node
-        self.hint = hint
+# -- the generic builder --------------------------------------------------------
 
 
-@dataclass
-class Problems:
-    """The errors found so far, each already formatted as one line."""
+def _build(
+    reader: Reader,
+    cls: type[T],
+    sec: Section,
+    given: dict[str, Any] | None = None,
+    only: tuple[str, ...] | None = None,
+) -> T | None:
+    """``cls`` from the keys of ``sec``, each read as its field's :class:`Key` says.
 
-    source: str
-    found: list[tuple[int, int, str, str | None]] = field(default_factory=list)
-
-    def add(self, at: Where, path: str, message: str, hint: str | None = None) -> None:
-        """Record one error at ``at`` about the key ``path``."""
-        prefix = f"{path}: " if path else ""
-        line = f"{self.source}:{at.line}:{at.column}: {prefix}{message}"
-        if all(line != f[2] for f in self.found):
-            self.found.append((at.line, at.column, line, hint))
-
-    def __bool__(self) -> bool:
-        return bool(self.found)
-
-    def error(self) -> ConfigError:
-        """One ConfigError listing every recorded problem in file order."""
-        ordered = sorted(self.found, key=lambda f: (f[0], f[1]))
-        shown = [f[2] for f in ordered[:MAX_ERRORS]]
-        if len(ordered) > MAX_ERRORS:
-            shown.append(f"{self.source}: ... and {len(ordered) - MAX_ERRORS} more errors")
-        hints = [f[3] for f in ordered if f[3]]
-        return ConfigError("\n".join(shown), hint=hints[0] if hints else DEFAULT_HINT)
-
-
-class Section:
-    """A YAML mapping being read: its keys, checked for duplicates and typos."""
-
-    def __init__(self, reader: Reader, node: MappingNode, path: str) -> None:
-        self.reader, self.node, self.path = reader, node, path
-        self.items: dict[str, tuple[Node, Node]] = {}
-        merged: set[str] = set()  # keys from `<<:` merges, which explicit keys override
-        for key_node, value_node, from_merge in _pairs(node):
-            if not isinstance(key_node, ScalarNode):
-                reader.problem(
-                    key_node, path, f"found {describe(key_node)} as a key, expected a name"
-                )
-                continue
-            key = str(key_node.value)
-            if key in self.items:
-                if from_merge:
-                    continue
-                if key in merged:
-                    merged.discard(key)
-                    self.items[key] = (key_node, value_node)
-                    continue
-                first = where(self.items[key][0])
-                reader.problem(
-                    key_node,
-                    self.sub(key),
-                    f"duplicate key (first given on line {first.line}), expected each key once",
-                )
-                continue
-            if from_merge:
-                merged.add(key)
-            self.items[key] = (key_node, value_node)
-
-    def sub(self, key: str) -> str:
-        """The key path of ``key`` inside this section."""
-        return f"{self.path}.{key}" if self.path else key
-
-    def check_unknown(
-        self, allowed: Sequence[str], explain: Callable[[str], str] | None = None
-    ) -> None:
-        """Report every key not in ``allowed``, with a suggestion (or ``explain(key)``)."""
-        for key, (key_node, _) in self.items.items():
-            if key not in allowed:
-                extra = explain(key) if explain is not None else ""
-                self.reader.problem(
-                    key_node,
-                    self.sub(key),
-                    f"unknown key{did_you_mean(key, allowed) or extra}, expected one of: "
-                    + ", ".join(allowed),
-                )
-
-    def value(self, key: str) -> Node | None:
-        """The value node of ``key``, None when absent or null."""
-        item = self.items.get(key)
-        if item is None or is_null(item[1]):
-            return None
-        return item[1]
-
-    def get(self, key: str, convert: Callable[[Node, str], T], default: T) -> T:
-        """``key`` converted, or ``default`` when absent, null or invalid (recorded)."""
-        node = self.value(key)
-        if node is None:
-            return default
-        return self.reader.convert(node, self.sub(key), convert, default)
-
-    def require(self, key: str, convert: Callable[[Node, str], T]) -> T | None:
-        """``key`` converted; a missing key is an error (returns None)."""
-        node = self.value(key)
-        if node is None:
-            if key in self.items:
-                message = "found nothing (null), expected a value (this key is required)"
-                self.reader.problem(self.items[key][1], self.sub(key), message)
-            else:
-                self.reader.problem(self.node, self.sub(key), "missing, this key is required")
-            return None
-        return self.reader.convert(node, self.sub(key), convert, None)
-
-
-def _pairs(node: MappingNode) -> Iterator[tuple[Node, Node, bool]]:
-    """Key/value pairs of a mapping, ``<<: *anchor`` merges expanded (flagged True)."""
-    for key_node, value_node in node.value:
-        if is_merge_key(key_node):
-            merged = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
-            for source in merged:
-                if isinstance(source, MappingNode):
-                    yield from ((k, v, True) for k, v, _ in _pairs(source))
+    ``given``: fields already known; ``only``: the fields to read (a flat
+    sub-section). None when a required key is missing or invalid (recorded).
+    """
+    values: dict[str, Any] = dict(given or {})
+    complete = True
+    for f in fields(cls):  # type: ignore[arg-type]
+        spec = key_of(f)
+        if spec is None or f.name in values or (only is not None and f.name not in only):
             continue
-        yield key_node, value_node, False
-
-
-class Reader:
-    """Turns the node graph into model objects, collecting every problem."""
-
-    def __init__(self, source: str, base_dir: Path) -> None:
-        self.problems = Problems(source)
-        self.base_dir = base_dir
-
-    def problem(self, node: Node, path: str, message: str, hint: str | None = None) -> None:
-        """Record an error at ``node``."""
-        self.problems.add(where(node), path, message, hint)
-
-    def convert(self, node: Node, path: str, convert: Callable[[Node, str], T], default: T) -> T:
-        """``convert(node)``, recording Invalid and returning ``default`` instead."""
-        try:
-            return convert(node, path)
-        except Invalid as exc:
-            self.problem(exc.node or node, path, exc.message, exc.hint)
-            return default
-
-    def section(self, node: Node | None, path: str, allowed: Sequence[str]) -> Section | None:
-        """``node`` as a mapping with ``allowed`` keys (unknown keys reported)."""
-        if node is None:
-            return None
-        if not isinstance(node, MappingNode):
-            self.problem(node, path, f"found {describe(node)}, expected a mapping of {path} keys")
-            return None
-        sec = Section(self, node, path)
-        sec.check_unknown(allowed)
-        return sec
-
-    # -- scalar types -------------------------------------------------------
-
-    def text(self, node: Node, path: str) -> str:
-        """Any scalar, as written."""
-        if not isinstance(node, ScalarNode):
-            raise Invalid(f"found {describe(node)}, expected a single value")
-        value = str(node.value)
-        if not value.strip():
-            raise Invalid("found an empty string, expected a value")
-        return value
-
-    def name(self, node: Node, path: str) -> str:
-        """A name safe as a folder name."""
-        value = self.text(node, path)
-        if not JOB_NAME.fullmatch(value) or value in (".", ".."):
-            raise Invalid(
-                f"found {value!r}, expected a name of letters, digits, '.', '_' and '-' only"
-            )
-        return value
-
-    def boolean(self, node: Node, path: str) -> bool:
-        """``true`` or ``false`` (YAML 1.1's yes/no/on/off are refused as ambiguous)."""
-        if isinstance(node, ScalarNode) and node.style is None:
-            if node.value in _TRUE:
-                return True
-            if node.value in _FALSE:
-                return False
-        hint = None
-        if isinstance(node, ScalarNode) and str(node.value).lower() in _YAML11_BOOLS:
-            hint = "coldvault reads YAML 1.2 booleans: write true or false, not yes/no/on/off"
-        raise Invalid(f"found {describe(node)}, expected true or false", hint=hint)
-
-    def integer(self, node: Node, path: str) -> int:
-        """A whole number that is not negative."""
-        if isinstance(node, ScalarNode) and node.style is None and _INT.fullmatch(node.value):
-            value = int(node.value)
-            if value < 0:
-                raise Invalid(f"found {value}, expected a number that is not negative")
-            return value
-        raise Invalid(f"found {describe(node)}, expected a whole number such as 0, 4 or 30")
-
-    def seconds(self, node: Node, path: str) -> float:
-        """A positive number of seconds (``5``, ``0.5``) or a duration (``10s``)."""
-        if isinstance(node, ScalarNode) and _NUMBER.fullmatch(node.value.strip()):
-            value = float(node.value)
-            if value <= 0:
-                raise Invalid(f"found {node.value}, expected a number of seconds above zero")
-            return value
-        return self.duration(node, path).total_seconds()
-
-    def size(self, node: Node, path: str) -> int:
-        """A byte size above zero (see :mod:`coldvault.config.sizes`)."""
-        value = self.text(node, path)
-        try:
-            size = parse_size(value)
-        except ValueError as exc:
-            raise Invalid(str(exc), hint=f"sizes are {SIZE_FORMS}") from None
-        if size <= 0:
-            raise Invalid(f"found {value!r}, expected a size above zero")
-        return size
-
-    def duration(self, node: Node, path: str) -> timedelta:
-        """``30s``, ``15m``, ``6h``, ``1d``, ``1w``, ``1h30m``."""
-        value = self.text(node, path)
-        try:
-            return parse_duration(value)
-        except ValueError as exc:
-            raise Invalid(str(exc)) from None
-
-    def time_of_day(self, node: Node, path: str) -> time:
-        """``HH:MM``."""
-        try:
-            return parse_time_of_day(self.text(node, path))
-        except ValueError as exc:
-            raise Invalid(str(exc), hint='quote times in YAML: at: ["03:00"]') from None
-
-    def choice(self, options: Sequence[str]) -> Callable[[Node, str], str]:
-        """A converter accepting one of ``options``."""
-
-        def convert(node: Node, path: str) -> str:
-            value = self.text(node, path)
-            if value not in options:
-                raise Invalid(
-                    f"found {value!r}{did_you_mean(value, options)}, expected one of: "
-                    + ", ".join(options)
-                )
-            return value
-
-        return convert
-
-    def file_path(self, node: Node, path: str) -> Path:
-        """A path; relative ones are taken from the configuration file's folder."""
-        value = Path(self.text(node, path)).expanduser()
-        return value if value.is_absolute() else self.base_dir / value
-
-    def absolute_path(self, node: Node, path: str) -> Path:
-        """A path that must be written absolute (devices, mount points, sources)."""
-        value = self.text(node, path)
-        if not value.startswith("/"):
-            raise Invalid(f"found {value!r}, expected an absolute path starting with /")
-        return Path(os.path.normpath(value))
-
-    def relative_folder(self, node: Node, path: str) -> str:
-        """A folder below the backup root: relative, no ``..``."""
-        value = self.text(node, path)
-        parts = Path(value).parts
-        if value.startswith("/") or ".." in parts:
-            raise Invalid(
-                f"found {value!r}, expected a folder relative to the backup root, without '..'"
-            )
-        return str(Path(*parts)) if parts else value
-
-    def key_file(self, node: Node, path: str) -> Path:
-        """An existing regular file (the LUKS key)."""
-        value = self.file_path(node, path)
-        if not value.exists():
-            raise Invalid(
-                f"found {str(value)!r}, expected an existing key file (it does not exist)",
-                hint="create the key file or fix the path (relative paths start at the "
-                "configuration file's folder)",
-            )
-        if not value.is_file():
-            raise Invalid(f"found {str(value)!r}, expected a regular file (it is not one)")
-        return value
-
-    def md_uuid(self, node: Node, path: str) -> str:
-        """An md array UUID, normalized to mdadm's ``xxxxxxxx:xxxxxxxx:xxxxxxxx:xxxxxxxx``."""
-        value = self.text(node, path)
-        digits = re.sub(r"[:\-.]", "", value)
-        if not _MD_UUID.fullmatch(digits):
-            raise Invalid(
-                f"found {value!r}, expected an array UUID of 32 hex digits as mdadm prints it "
-                "(xxxxxxxx:xxxxxxxx:xxxxxxxx:xxxxxxxx)"
-            )
-        digits = digits.lower()
-        return ":".join(digits[i : i + 8] for i in range(0, 32, 8))
-
-    def source(self, node: Node, path: str) -> SourceRef:
-        """An image source: ``/dev/sda2``, ``uuid:...``, ``partuuid:...`` or ``label:...``."""
-        value = self.text(node, path)
-        kind, sep, rest = value.partition(":")
-        if sep and kind in SOURCE_KINDS:
-            if not rest.strip():
-                raise Invalid(f"found {value!r}, expected a value after '{kind}:'")
-            return SourceRef(kind, rest.strip())
-        if sep and not value.startswith(("/", ".")) and re.fullmatch(r"[a-z]+", kind):
-            raise Invalid(
-                f"found {value!r}, expected a path or one of uuid:, partuuid:, label:"
-                + did_you_mean(kind, SOURCE_KINDS)
-            )
-        return SourceRef("path", str(self.file_path(node, path)))
-
-    # -- lists --------------------------------------------------------------
-
-    def items(self, node: Node, path: str) -> list[tuple[Node, str]]:
-        """A list (or one scalar standing for a list of one), with element paths."""
-        if isinstance(node, SequenceNode):
-            return [(item, f"{path}[{i}]") for i, item in enumerate(node.value)]
-        return [(node, path)]
-
-    def list_of(self, convert: Callable[[Node, str], T]) -> Callable[[Node, str], tuple[T, ...]]:
-        """A converter for a list of ``convert`` values (one value is accepted too)."""
-
-        def convert_all(node: Node, path: str) -> tuple[T, ...]:
-            out: list[T] = []
-            for item, item_path in self.items(node, path):
-                try:
-                    out.append(convert(item, item_path))
-                except Invalid as exc:
-                    self.problem(exc.node or item, item_path, exc.message, exc.hint)
-            return tuple(out)
-
-        return convert_all
-
-    def mount_options(self, node: Node, path: str) -> tuple[str, ...]:
-        """``[noatime, compress=zstd]`` or ``"noatime,compress=zstd"``."""
-        if isinstance(node, ScalarNode):
-            return tuple(o.strip() for o in self.text(node, path).split(",") if o.strip())
-        return self.list_of(self.text)(node, path)
-
-    def hooks(self, node: Node, path: str) -> tuple[Argv, ...]:
-        """One command (a string or an argv list) or a list of commands."""
-        if isinstance(node, SequenceNode) and any(
-            not isinstance(item, ScalarNode) for item in node.value
-        ):
-            return tuple(self.command(item, p) for item, p in self.items(node, path))
-        return (self.command(node, path),)
-
-    def command(self, node: Node, path: str) -> Argv:
-        """A string split like a shell would (never run by one), or an argv list."""
-        if isinstance(node, ScalarNode):
-            try:
-                argv = tuple(shlex.split(self.text(node, path)))
-            except ValueError as exc:
-                raise Invalid(f"found {describe(node)}: {exc}, expected a command line") from None
-        elif isinstance(node, SequenceNode):
-            argv = tuple(self.text(item, p) for item, p in self.items(node, path))
+        if spec.flat is not None and spec.section is not None:
+            values[f.name] = _build(reader, spec.section, sec, only=spec.flat)
+            continue
+        convert = converter(reader, spec)
+        if spec.required:
+            value = sec.require(f.name, convert)
+            complete = complete and value is not None
         else:
-            raise Invalid(f"found {describe(node)}, expected a command (a string or a list)")
-        if not argv:
-            raise Invalid(f"found {describe(node)}, expected a command with a program to run")
-        return argv
+            default = values.get(spec.default_from) if spec.default_from else default_of(f)
+            value = sec.get(f.name, convert, default)
+        values[f.name] = value
+    return cls(**values) if complete else None
 
 
-# -- sections -----------------------------------------------------------------
+def converter(reader: Reader, spec: Key) -> Callable[[Node, str], Any]:
+    """The converter a schema :class:`Key` names."""
+    if spec.convert == "section" and spec.section is not None:
+        cls = spec.section
+        return lambda node, path: _section(reader, cls, node, path)
+    if spec.convert == "choice":
+        return reader.choice(spec.choices)
+    if spec.convert == "size" and spec.limit is not None:
+        return reader.size_up_to(spec.limit)
+    simple: dict[str, Callable[[Node, str], Any]] = {
+        "absolute_path": reader.absolute_path,
+        "absolute_paths": reader.list_of(reader.absolute_path),
+        "boolean": reader.boolean,
+        "count": reader.integer,
+        "duration": reader.duration,
+        "duration_or_never": reader.duration_or_never,
+        "file_not_folder": reader.file_not_folder,
+        "file_path": reader.file_path,
+        "hooks": reader.hooks,
+        "key_file": reader.key_file,
+        "md_uuid": reader.md_uuid,
+        "mount_options": reader.mount_options,
+        "name": reader.name,
+        "plain_text": reader.plain_text,
+        "relative_folder": reader.relative_folder,
+        "seconds": reader.seconds,
+        "size": reader.size,
+        "source": reader.source,
+        "times": reader.list_of(reader.time_of_day),
+    }
+    return simple[spec.convert]
 
 
-def _retention(reader: Reader, node: Node, path: str) -> Retention:
-    sec = reader.section(node, path, RETENTION_KEYS)
-    if sec is None:
-        raise Invalid(f"found {describe(node)}, expected a mapping such as {{daily: 7}}")
-    return Retention(
-        keep_last=sec.get("keep_last", reader.integer, None),
-        hourly=sec.get("hourly", reader.integer, 0),
-        daily=sec.get("daily", reader.integer, 0),
-        weekly=sec.get("weekly", reader.integer, 0),
-        monthly=sec.get("monthly", reader.integer, 0),
-        yearly=sec.get("yearly", reader.integer, 0),
-    )
+# -- scalar types -------------------------------------------------------
 
 
-def _verify(reader: Reader, node: Node, path: str) -> VerifySchedule:
-    sec = reader.section(node, path, VERIFY_KEYS)
-    defaults = VerifySchedule()
-    if sec is None:
-        return defaults
-
-    def every(node: Node, path: str) -> timedelta | None:
-        if isinstance(node, ScalarNode) and node.value == "never":
-            return None
-        return reader.duration(node, path)
-
-    return VerifySchedule(
-        every=sec.get("every", every, defaults.every),
-        max_per_session=sec.get("max_per_session", reader.size, defaults.max_per_session),
-    )
-
-
-def _when(reader: Reader, sec: Section) -> When:
-    return When(
-        every=sec.get("every", reader.duration, None),
-        at=sec.get("at", reader.list_of(reader.time_of_day), ()),
-        on_plug=sec.get("on_plug", reader.boolean, False),
-    )
-
-
-def _hooks(reader: Reader, sec: Section, keys: Sequence[str] = HOOK_KEYS) -> Hooks:
-    none: tuple[Argv, ...] = ()
-    found = {k: sec.get(k, reader.hooks, none) for k in keys}
-    return Hooks(**found)
-
-
-def _disk(reader: Reader, node: Node | None) -> DiskConfig:
-    sec = reader.section(node, "disk", DISK_KEYS)
-    if sec is None:
-        return DiskConfig()
-
-    def subsection(key: str, keys: Sequence[str]) -> Section | None:
-        return reader.section(sec.value(key), sec.sub(key), keys)
-
-    array = None
-    if (a := subsection("array", ARRAY_KEYS)) is not None:
-        array = ArrayConfig(
-            device=a.get("device", reader.absolute_path, ArrayConfig.device),
-            uuid=a.get("uuid", reader.md_uuid, None),
-            allow_degraded=a.get("allow_degraded", reader.boolean, True),
-        )
-    luks = None
-    if (lk := subsection("luks", LUKS_KEYS)) is not None:
-        key_file = lk.require("key_file", reader.key_file)
-        name = lk.get("name", reader.name, "enc-backup")
-        device = lk.get("device", reader.absolute_path, None)
-        if key_file is not None:
-            luks = LuksConfig(key_file=key_file, name=name, device=device)
-    lvm = None
-    if (lv := subsection("lvm", LVM_KEYS)) is not None:
-        defaults = LvmConfig()
-        lvm = LvmConfig(
-            vg=lv.get("vg", reader.name, defaults.vg), lv=lv.get("lv", reader.name, defaults.lv)
-        )
-    mount = MountConfig()
-    if (m := subsection("mount", MOUNT_KEYS)) is not None:
-        mount = MountConfig(
-            point=m.get("point", reader.absolute_path, MountConfig.point),
-            device=m.get("device", reader.absolute_path, None),
-            fstype=m.get("fstype", reader.text, None),
-            options=m.get("options", reader.mount_options, ()),
-            require_mount=m.get("require_mount", reader.boolean, True),
-        )
-    token = None
-    if (t := subsection("token", TOKEN_KEYS)) is not None:
-        hash_file = t.require("hash_file", reader.file_path)
-        file = t.get("file", reader.relative_folder, ".token")
-        if hash_file is not None:
-            token = TokenConfig(hash_file=hash_file, file=file)
-    return DiskConfig(
-        device=sec.get("device", reader.absolute_path, None),
-        array=array,
-        luks=luks,
-        lvm=lvm,
-        mount=mount,
-        token=token,
-    )
-
-
-def _settings(reader: Reader, node: Node | None) -> Settings:
-    sec = reader.section(node, "settings", SETTINGS_KEYS)
-    defaults = Settings()
-    if sec is None:
-        return defaults
-    return Settings(
-        state_file=sec.get("state_file", reader.file_path, defaults.state_file),
-        runtime_dir=sec.get("runtime_dir", reader.file_path, defaults.runtime_dir),
-        lock_file=sec.get("lock_file", reader.file_path, defaults.lock_file),
-        poll_seconds=sec.get("poll_seconds", reader.seconds, defaults.poll_seconds),
-        inhibit_sleep=sec.get("inhibit_sleep", reader.boolean, defaults.inhibit_sleep),
-        hooks=_hooks(reader, sec, ("on_success", "on_failure")),
-        verify=sec.get("verify", lambda n, p: _verify(reader, n, p), defaults.verify),
-    )
+def _section(reader: Reader, cls: type[T], node: Node, path: str) -> T:
+    """A mapping read into ``cls``; its unknown keys are reported."""
+    if not isinstance(node, MappingNode):
+        raise Invalid(f"found {describe(node)}, expected a mapping of {path} keys")
+    sec = Section(reader, node, path)
+    sec.check_unknown(yaml_keys(cls))
+    built = _build(reader, cls, sec)
+    if built is None:
+        raise Reported()
+    return built
 
 
 def _job(reader: Reader, node: Node, path: str) -> Job | None:
@@ -594,95 +139,58 @@ def _job(reader: Reader, node: Node, path: str) -> Job | None:
         )
         return None
     sec = Section(reader, node, path)
-    name = sec.require("name", reader.name)
     kind = sec.require("type", reader.choice(JOB_TYPES))
     if kind is None:
-        sec.check_unknown((*COMMON_JOB_KEYS, *IMAGE_KEYS, *BTRFS_KEYS))
+        sec.require("name", reader.name)
+        sec.check_unknown(
+            tuple(dict.fromkeys(k for c in JOB_CLASSES.values() for k in yaml_keys(c)))
+        )
         return None
-    own, other = (IMAGE_KEYS, BTRFS_KEYS) if kind == "image" else (BTRFS_KEYS, IMAGE_KEYS)
-    other_kind = "btrfs" if kind == "image" else "image"
+    cls = JOB_CLASSES[kind]
+    own = yaml_keys(cls)
+    others = {k: t for t, c in JOB_CLASSES.items() for k in yaml_keys(c) if k not in own}
 
     def explain(key: str) -> str:
-        return f" (`{key}` belongs to {other_kind} jobs)" if key in other else ""
+        return f" (`{key}` belongs to {others[key]} jobs)" if key in others else ""
 
-    sec.check_unknown((*COMMON_JOB_KEYS, *own), explain)
-    target = sec.get("target", reader.relative_folder, name or "")
-    when, hooks = _when(reader, sec), _hooks(reader, sec)
-    if kind == "image":
-        return _image_job(reader, sec, name, target, when, hooks)
-    return _btrfs_job(reader, sec, name, target, when, hooks)
+    sec.check_unknown(own, explain)
+    job = _build(reader, cls, sec, given={"type": kind})
+    if isinstance(job, ImageJob):
+        return job if _image_sizes_fit(reader, sec, job) else None
+    if isinstance(job, BtrfsJob):
+        return job if _btrfs_sources_fit(reader, sec, job) else None
+    return None
 
 
-def _image_job(
-    reader: Reader, sec: Section, name: str | None, target: str, when: When, hooks: Hooks
-) -> ImageJob | None:
-    source = sec.require("source", reader.source)
-    part_size = sec.get("part_size", reader.size, ImageJob.part_size)
-    block_size = sec.get("block_size", reader.size, ImageJob.block_size)
-    block_node = sec.value("block_size")
-    if block_size % 512:
+def _image_sizes_fit(reader: Reader, sec: Section, job: ImageJob) -> bool:
+    if job.block_size % 512:
         reader.problem(
-            block_node or sec.node,
+            sec.value("block_size") or sec.node,
             sec.sub("block_size"),
-            f"found {block_size} bytes, expected a multiple of 512 (device sector size)",
+            f"found {job.block_size} bytes, expected a multiple of 512 (device sector size)",
         )
-    elif part_size % block_size:
+        return False
+    if job.part_size % job.block_size:
         reader.problem(
             sec.value("part_size") or sec.node,
             sec.sub("part_size"),
-            f"found {part_size} bytes, expected a multiple of block_size ({block_size} bytes)",
+            f"found {job.part_size} bytes, expected a multiple of block_size "
+            f"({job.block_size} bytes)",
         )
-
-    def retention(node: Node, path: str) -> Retention:
-        return _retention(reader, node, path)
-
-    job = ImageJob(
-        name=name or "",
-        source=source or SourceRef("path", ""),
-        target=target,
-        part_size=part_size,
-        block_size=block_size,
-        keep_null_parts=sec.get("keep_null_parts", reader.boolean, False),
-        snapshots=sec.get("snapshots", reader.integer, ImageJob.snapshots),
-        retention=sec.get("retention", retention, None),
-        allow_mounted=sec.get("allow_mounted", reader.boolean, False),
-        hash=sec.get("hash", reader.choice(HASHES), ImageJob.hash),
-        when=when,
-        hooks=hooks,
-        verify=sec.get("verify", lambda n, p: _verify(reader, n, p), None),
-    )
-    return job if name and source else None
+        return False
+    return True
 
 
-def _btrfs_job(
-    reader: Reader, sec: Section, name: str | None, target: str, when: When, hooks: Hooks
-) -> BtrfsJob | None:
-    sources = sec.require("sources", reader.list_of(reader.absolute_path))
-    sources_node = sec.value("sources")
-    if isinstance(sources_node, SequenceNode) and not sources_node.value:
+def _btrfs_sources_fit(reader: Reader, sec: Section, job: BtrfsJob) -> bool:
+    node = sec.value("sources") or sec.node
+    if isinstance(node, SequenceNode) and not node.value:
         reader.problem(
-            sec.value("sources") or sec.node,
-            sec.sub("sources"),
-            "found an empty list, expected at least one subvolume path",
+            node, sec.sub("sources"), "found an empty list, expected at least one subvolume path"
         )
-
-    def retention(node: Node, path: str) -> Retention:
-        return _retention(reader, node, path)
-
-    defaults = BtrfsJob(name="", sources=(), target="")
-    job = BtrfsJob(
-        name=name or "",
-        sources=sources or (),
-        target=target,
-        snapshot_dir=sec.get("snapshot_dir", reader.absolute_path, None),
-        source_retention=sec.get("source_retention", retention, defaults.source_retention),
-        target_retention=sec.get("target_retention", retention, defaults.target_retention),
-        compressed_data=sec.get("compressed_data", reader.boolean, False),
-        when=when,
-        hooks=hooks,
-        verify=sec.get("verify", lambda n, p: _verify(reader, n, p), None),
-    )
-    return job if name and sources else None
+        return False
+    if not job.sources:  # every one invalid, each reported
+        return False
+    return distinct_source_names(reader, job.sources, node, sec.sub("sources"))
 
 
 def _raw_name(node: Node) -> str | None:
@@ -695,7 +203,7 @@ def _raw_name(node: Node) -> str | None:
     return None
 
 
-def _jobs(reader: Reader, sec: Section) -> tuple[Job, ...]:
+def _jobs(reader: Reader, sec: Section, disk: DiskConfig) -> tuple[Job, ...]:
     node = sec.value("jobs")
     if node is None:
         at = sec.items["jobs"][1] if "jobs" in sec.items else sec.node
@@ -708,8 +216,9 @@ def _jobs(reader: Reader, sec: Section) -> tuple[Job, ...]:
         return ()
     jobs: list[Job] = []
     names: dict[str, int] = {}
-    targets: dict[str, str] = {}
+    folders = JobFolders(reader, disk)
     for i, item in enumerate(node.value):
+        reader.spend(item)
         path = f"jobs[{i}]"
         job = _job(reader, item, path)
         name = _raw_name(item)
@@ -722,18 +231,8 @@ def _jobs(reader: Reader, sec: Section) -> tuple[Job, ...]:
             continue
         if name is not None:
             names[name] = i
-        if job is None:
-            continue
-        if job.target in targets:
-            reader.problem(
-                item,
-                f"{path}.target",
-                f"found {job.target!r}, already the folder of job {targets[job.target]!r}; "
-                "expected each job to have its own target folder",
-            )
-            continue
-        targets[job.target] = job.name
-        jobs.append(job)
+        if job is not None and folders.claim(job, item, f"{path}.target"):
+            jobs.append(job)
     return tuple(jobs)
 
 
@@ -762,58 +261,26 @@ def load_text(text: str, source_name: str, base_dir: Path) -> Config:
             root, "", f"found {describe(root)}, expected a mapping with disk: and jobs: keys"
         )
         raise reader.problems.error()
-    top = Section(reader, root, "")
-    top.check_unknown(TOP_KEYS)
-    disk = _disk(reader, top.value("disk"))
-    settings = _settings(reader, top.value("settings"))
-    jobs = _jobs(reader, top)
+    try:
+        top = Section(reader, root, "")
+        top.check_unknown(yaml_keys(Config))
+        disk = top.get("disk", lambda n, p: _section(reader, DiskConfig, n, p), DiskConfig())
+        settings = top.get("settings", lambda n, p: _section(reader, Settings, n, p), Settings())
+        jobs = _jobs(reader, top, disk)
+    except TooMuchWork as exc:
+        reader.problems.add(
+            where(exc.node),
+            "",
+            f"found more than {MAX_WORK} keys and list items (each use of an alias counted), "
+            "expected a configuration of a few hundred",
+            hint="anchors, aliases and `<<:` merges are expanded where they are used",
+            first=True,
+        )
+        raise reader.problems.error() from None
     if reader.problems:
         raise reader.problems.error()
     path = None if source_name == "<stdin>" else Path(source_name)
     return Config(path=path, disk=disk, jobs=jobs, settings=settings)
-
-
-def _decode(data: bytes, source_name: str) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        prefix = data[: exc.start].decode("utf-8", "replace")
-        at = position_of(prefix, len(prefix))
-        raise ConfigError(
-            f"{source_name}:{at.line}:{at.column}: found the byte 0x{data[exc.start]:02x}, "
-            "expected UTF-8 text (is this a binary file?)",
-            hint="a configuration is a YAML text file",
-        ) from None
-
-
-def _read(path: Path) -> bytes:
-    where_ = str(path)
-    try:
-        if path.is_dir():
-            raise ConfigError(
-                f"{where_}: is a directory, expected a YAML configuration file",
-                hint=f"point --config at the file, for example {path / 'config.yaml'}",
-            )
-        with path.open("rb") as f:
-            data = f.read(MAX_CONFIG_BYTES + 1)
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{where_}: no such file, expected a YAML configuration file",
-            hint=f"write one with `coldvault config example > {where_}` and edit it",
-        ) from None
-    except PermissionError:
-        raise ConfigError(
-            f"{where_}: permission denied, expected a readable configuration file",
-            hint="run as root, or make the file readable by this user",
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"{where_}: cannot read: {exc.strerror or exc}") from None
-    if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError(
-            f"{where_}: larger than {MAX_CONFIG_BYTES >> 20} MiB, expected a small YAML file",
-            hint="is --config pointing at the right file?",
-        )
-    return data
 
 
 def load(path: Path | str) -> Config:
@@ -822,10 +289,9 @@ def load(path: Path | str) -> Config:
     Raises ConfigError (exit status 78) for anything wrong with the file.
     """
     if str(path) == "-":
-        data = sys.stdin.buffer.read()
-        return load_text(_decode(data, "<stdin>"), "<stdin>", Path.cwd())
+        return load_text(decode(read_stdin(), "<stdin>"), "<stdin>", Path.cwd())
     file = Path(path)
-    data = _read(file)
+    data = read_file(file)
     absolute = file if file.is_absolute() else Path.cwd() / file
-    config = load_text(_decode(data, str(file)), str(file), absolute.parent)
+    config = load_text(decode(data, str(file)), str(file), absolute.parent)
     return replace(config, path=absolute)

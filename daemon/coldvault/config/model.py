@@ -1,62 +1,143 @@
 """The configuration as frozen dataclasses: what ``config.yaml`` means once validated.
 
-The loader (:mod:`coldvault.config.loader`) builds these from YAML and is the
-only place that validates; everything else may trust their values.
-Sizes are in bytes, durations are ``timedelta``, paths are absolute ``Path``.
+This is the schema's one source of truth: every YAML key is a field here that
+declares its converter, default and help once (:func:`key`, in the manner of
+mkosi's settings table). The loader (:mod:`coldvault.config.loader`) builds
+these from YAML with one generic builder and is the only place that validates;
+everything else may trust their values. ``disk init`` takes its defaults from
+here too. Sizes are in bytes, durations are ``timedelta``, paths are absolute
+``Path``.
 """
 
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import MISSING, Field, dataclass, field, fields
 from datetime import time, timedelta
 from pathlib import Path
+from typing import Any
 
 MiB = 1 << 20
+GiB = 1 << 30
 
 DEFAULT_CONFIG_PATH = Path("/etc/coldvault/config.yaml")
 DEFAULT_STATE_FILE = Path("/var/lib/coldvault/state.json")
 DEFAULT_RUNTIME_DIR = Path("/run/coldvault")
 DEFAULT_LOCK_FILE = Path("/run/coldvault/lock")
+DEFAULT_NAME = "backup"  # the design's name for the disk's partition, VG and file system
+DEFAULT_KEY_FILE = Path("/etc/coldvault/backup.key")
+DEFAULT_HASH_FILE = Path("/etc/coldvault/token.sha512")
+
+MAX_BLOCK_SIZE = 64 * MiB  # one block is held in memory per read
+MAX_PART_SIZE = 64 * GiB
+HASHES = ("blake3", "sha256")
+JOB_TYPES = ("image", "btrfs")
 
 
 def default_lv_name() -> str:
     """The design's default logical volume name: this machine's short host name."""
-    return socket.gethostname().split(".")[0] or "backup"
+    return socket.gethostname().split(".")[0] or DEFAULT_NAME
+
+
+@dataclass(frozen=True)
+class Key:
+    """How one YAML key is read: the schema entry of a dataclass field.
+
+    ``convert`` names a converter of the loader's Reader (``size``, ``duration``,
+    ``section``...). ``section`` is the dataclass a ``section`` key holds; with
+    ``flat`` its keys sit on the enclosing mapping instead (only those listed).
+    """
+
+    convert: str
+    help: str
+    required: bool = False
+    section: type[Any] | None = None
+    flat: tuple[str, ...] | None = None
+    choices: tuple[str, ...] = ()
+    limit: int | None = None  # upper bound of a size
+    default_from: str | None = None  # another field whose value is the default
+
+
+def key(
+    convert: str,
+    help: str,
+    default: Any = MISSING,
+    *,
+    factory: Callable[[], Any] | None = None,
+    **spec: Any,
+) -> Any:
+    """A dataclass field that is a configuration key (see :class:`Key`)."""
+    metadata = {"key": Key(convert, help, **spec)}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def key_of(f: Field[Any]) -> Key | None:
+    """The schema entry of a field; None for fields that are not read from YAML."""
+    found = f.metadata.get("key")
+    return found if isinstance(found, Key) else None
+
+
+def default_of(f: Field[Any]) -> Any:
+    """The default value of a field (MISSING when it has none)."""
+    if f.default is not MISSING:
+        return f.default
+    if f.default_factory is not MISSING:
+        return f.default_factory()
+    return MISSING
+
+
+def yaml_keys(cls: type[Any]) -> tuple[str, ...]:
+    """The YAML keys of a schema class, flat sub-sections' keys included, in order."""
+    out: list[str] = []
+    for f in fields(cls):
+        spec = key_of(f)
+        if spec is None:
+            continue
+        out.extend(spec.flat if spec.flat is not None else (f.name,))
+    return tuple(out)
 
 
 Argv = tuple[str, ...]
+_HOOK = "a command: a string split like a shell would, an argv list, or a list of those"
 
 
 @dataclass(frozen=True)
 class Hooks:
     """Commands run around a job (argv lists; a YAML string is split like a shell would)."""
 
-    before: tuple[Argv, ...] = ()  # e.g. freeze a filesystem; failure aborts the job
-    after: tuple[Argv, ...] = ()  # always run after ``before`` ran, even on failure
-    on_success: tuple[Argv, ...] = ()  # failure logged, never fatal
-    on_failure: tuple[Argv, ...] = ()  # env: COLDVAULT_JOB, COLDVAULT_ERROR, COLDVAULT_LOG
+    before: tuple[Argv, ...] = key("hooks", f"{_HOOK}; failure aborts the job", ())
+    after: tuple[Argv, ...] = key("hooks", f"{_HOOK}; always run after `before` ran", ())
+    on_success: tuple[Argv, ...] = key("hooks", f"{_HOOK}; failure logged, never fatal", ())
+    on_failure: tuple[Argv, ...] = key(
+        "hooks", f"{_HOOK}; env COLDVAULT_JOB, COLDVAULT_ERROR, COLDVAULT_LOG", ()
+    )
+
+
+HOOK_KEYS = yaml_keys(Hooks)
 
 
 @dataclass(frozen=True)
 class When:
     """When a job is due: an interval since the last success and/or wall-clock times."""
 
-    every: timedelta | None = None  # due when the last success is older than this
-    at: tuple[time, ...] = ()  # due when one of these local times passed since then
-    on_plug: bool = False  # run whenever the disk appears, due or not
+    every: timedelta | None = key("duration", "due when the last success is older than this", None)
+    at: tuple[time, ...] = key("times", "due when one of these local times HH:MM passed", ())
+    on_plug: bool = key("boolean", "run whenever the disk appears, due or not", False)
 
 
 @dataclass(frozen=True)
 class Retention:
     """Which snapshots to keep: the newest ``keep_last`` plus calendar buckets."""
 
-    keep_last: int | None = None  # None: no count limit (only the buckets decide)
-    hourly: int = 0
-    daily: int = 0
-    weekly: int = 0
-    monthly: int = 0
-    yearly: int = 0
+    keep_last: int | None = key("count", "the newest N (null: no count limit)", None)
+    hourly: int = key("count", "the oldest snapshot of each of the last N hours", 0)
+    daily: int = key("count", "the oldest snapshot of each of the last N days", 0)
+    weekly: int = key("count", "the oldest snapshot of each of the last N weeks", 0)
+    monthly: int = key("count", "the oldest snapshot of each of the last N months", 0)
+    yearly: int = key("count", "the oldest snapshot of each of the last N years", 0)
 
     @property
     def keeps_everything(self) -> bool:
@@ -70,8 +151,14 @@ class Retention:
 class VerifySchedule:
     """When the daemon verifies a job's backups by itself, inside a disk session."""
 
-    every: timedelta | None = timedelta(days=30)  # None (``never``): only ``coldvault verify``
-    max_per_session: int | None = None  # bytes read at most per session; None: no limit
+    every: timedelta | None = key(
+        "duration_or_never",
+        "verify when the last verification is older than this; never: only by hand",
+        timedelta(days=30),
+    )
+    max_per_session: int | None = key(
+        "size", "bytes read at most per session (null: no limit)", None
+    )
 
 
 @dataclass(frozen=True)
@@ -85,116 +172,165 @@ class SourceRef:
         return self.value if self.kind == "path" else f"{self.kind}:{self.value}"
 
 
+_NAME_HELP = "unique job name: letters, digits, '.', '_' and '-'"
+_TARGET_HELP = "folder under the backup root (default: the job name)"
+_WHEN_HELP = "when the job is due: every, at, on_plug"
+_HOOKS_HELP = "commands around the job: before, after, on_success, on_failure"
+_VERIFY_HELP = "this job's own verification schedule (null: settings.verify)"
+
+
 @dataclass(frozen=True)
 class ImageJob:
     """``type: image``: a partition, block device or file kept as fixed-size parts."""
 
-    name: str
-    source: SourceRef
-    target: str  # folder under the backup root (default: the job name)
-    part_size: int = 100 * MiB
-    block_size: int = 1 * MiB
-    keep_null_parts: bool = False
-    snapshots: int = 4  # 0: parts live directly in the job folder
-    retention: Retention | None = None  # calendar buckets on top of ``snapshots``
-    allow_mounted: bool = False
-    hash: str = "blake3"  # "blake3" | "sha256"
-    compress: str | None = None  # reserved: "zstd"
-    when: When = field(default_factory=When)
-    hooks: Hooks = field(default_factory=Hooks)
-    verify: VerifySchedule | None = None  # None: ``settings.verify``
-    type: str = "image"
+    name: str = key("name", _NAME_HELP, required=True)
+    source: SourceRef = key(
+        "source", "a path, or uuid:, partuuid:, label: resolved at run time", required=True
+    )
+    target: str = key("relative_folder", _TARGET_HELP, default_from="name")
+    part_size: int = key("size", "a multiple of block_size", 100 * MiB, limit=MAX_PART_SIZE)
+    block_size: int = key(
+        "size", "a multiple of 512 (device sector size)", 1 * MiB, limit=MAX_BLOCK_SIZE
+    )
+    keep_null_parts: bool = key("boolean", "false: all-zero parts are stored as empty files", False)
+    snapshots: int = key("count", "snapshot folders kept; 0: parts directly in target", 4)
+    retention: Retention | None = key(
+        "section", "calendar buckets on top of snapshots", None, section=Retention
+    )
+    allow_mounted: bool = key("boolean", "image a mounted file system (read-only only)", False)
+    hash: str = key("choice", "part checksums", "blake3", choices=HASHES)
+    when: When = key("section", _WHEN_HELP, factory=When, section=When, flat=yaml_keys(When))
+    hooks: Hooks = key("section", _HOOKS_HELP, factory=Hooks, section=Hooks, flat=HOOK_KEYS)
+    verify: VerifySchedule | None = key("section", _VERIFY_HELP, None, section=VerifySchedule)
+    type: str = key("choice", "the job type", "image", choices=JOB_TYPES, required=True)
 
 
 @dataclass(frozen=True)
 class BtrfsJob:
     """``type: btrfs``: subvolumes snapshotted and sent incrementally."""
 
-    name: str
-    sources: tuple[Path, ...]
-    target: str  # folder under the backup root (default: the job name)
-    snapshot_dir: Path | None = None  # default: <fs>/.coldvault-snapshots/<job>/
-    source_retention: Retention = field(default_factory=lambda: Retention(keep_last=3))
-    target_retention: Retention = field(default_factory=lambda: Retention(keep_last=30))
-    compressed_data: bool = False
-    when: When = field(default_factory=When)
-    hooks: Hooks = field(default_factory=Hooks)
-    verify: VerifySchedule | None = None  # None: ``settings.verify``
-    type: str = "btrfs"
+    name: str = key("name", _NAME_HELP, required=True)
+    sources: tuple[Path, ...] = key(
+        "absolute_paths", "absolute subvolume paths (one string is fine too)", required=True
+    )
+    target: str = key("relative_folder", _TARGET_HELP, default_from="name")
+    snapshot_dir: Path | None = key(
+        "absolute_path", "default: <fs>/.coldvault-snapshots/<job>/", None
+    )
+    source_retention: Retention = key(
+        "section",
+        "snapshots kept on the source side",
+        factory=lambda: Retention(keep_last=3),
+        section=Retention,
+    )
+    target_retention: Retention = key(
+        "section",
+        "received snapshots kept on the backup disk",
+        factory=lambda: Retention(keep_last=30),
+        section=Retention,
+    )
+    compressed_data: bool = key(
+        "boolean", "send compressed extents as they are (btrfs send --compressed-data)", False
+    )
+    when: When = key("section", _WHEN_HELP, factory=When, section=When, flat=yaml_keys(When))
+    hooks: Hooks = key("section", _HOOKS_HELP, factory=Hooks, section=Hooks, flat=HOOK_KEYS)
+    verify: VerifySchedule | None = key("section", _VERIFY_HELP, None, section=VerifySchedule)
+    type: str = key("choice", "the job type", "btrfs", choices=JOB_TYPES, required=True)
 
 
 Job = ImageJob | BtrfsJob
+JOB_CLASSES: dict[str, type[ImageJob] | type[BtrfsJob]] = {"image": ImageJob, "btrfs": BtrfsJob}
 
 
 @dataclass(frozen=True)
 class ArrayConfig:
     """mdadm layer: assemble the array by device name and/or UUID."""
 
-    device: Path = Path("/dev/md/backup")
-    uuid: str | None = None
-    allow_degraded: bool = True
+    device: Path = key("absolute_path", "the md device", Path(f"/dev/md/{DEFAULT_NAME}"))
+    uuid: str | None = key("md_uuid", "the array UUID as `mdadm --detail` prints it", None)
+    allow_degraded: bool = key("boolean", "run on a degraded array (and log a warning)", True)
 
 
 @dataclass(frozen=True)
 class LuksConfig:
     """LUKS layer: ``cryptsetup open --key-file KEY DEVICE NAME``."""
 
-    key_file: Path
-    name: str = "enc-backup"
-    device: Path | None = None  # default: the array device, else ``disk.device``
+    key_file: Path = key("key_file", "an existing key file", required=True)
+    name: str = key("name", "the /dev/mapper name", f"enc-{DEFAULT_NAME}")
+    device: Path | None = key("absolute_path", "default: the array device, else disk.device", None)
 
 
 @dataclass(frozen=True)
 class LvmConfig:
     """LVM layer: activate one logical volume of a volume group."""
 
-    vg: str = "backup"
-    lv: str = field(default_factory=default_lv_name)
+    vg: str = key("name", "the volume group", DEFAULT_NAME)
+    lv: str = key("name", "the logical volume (default: this host's name)", factory=default_lv_name)
 
 
 @dataclass(frozen=True)
 class MountConfig:
     """Mount layer; ``point`` is the backup root every job writes under."""
 
-    point: Path = Path("/media/backup")
-    device: Path | None = None  # default: the LV, else the LUKS mapping, else disk.device
-    fstype: str | None = None
-    options: tuple[str, ...] = ()
-    # False: ``point`` is a plain folder, not a mount (demo, or a volume the OS mounts).
-    require_mount: bool = True
+    point: Path = key("absolute_path", "the backup root", Path(f"/media/{DEFAULT_NAME}"))
+    device: Path | None = key(
+        "absolute_path", "default: the LV, else the LUKS mapping, else disk.device", None
+    )
+    fstype: str | None = key("plain_text", "e.g. btrfs, ext4; null lets mount detect it", None)
+    options: tuple[str, ...] = key("mount_options", "a list, or one comma-separated string", ())
+    require_mount: bool = key(
+        "boolean", "false: point is a plain folder, not a mount (demo, or the OS mounts it)", True
+    )
 
 
 @dataclass(frozen=True)
 class TokenConfig:
     """The disk's identity: SHA-512 of ``<mount>/<file>`` must match ``hash_file``."""
 
-    hash_file: Path
-    file: str = ".token"
+    hash_file: Path = key(
+        "file_not_folder", "the token's SHA-512 (sha512sum format)", required=True
+    )
+    file: str = key("relative_folder", "the token file, relative to the mount point", ".token")
 
 
 @dataclass(frozen=True)
 class DiskConfig:
     """The storage stack; every layer is optional and opened in this order."""
 
-    device: Path | None = None  # what to wait for (by-id, by-partlabel, ...)
-    array: ArrayConfig | None = None
-    luks: LuksConfig | None = None
-    lvm: LvmConfig | None = None
-    mount: MountConfig = field(default_factory=MountConfig)
-    token: TokenConfig | None = None
+    device: Path | None = key("absolute_path", "what to wait for (by-id, by-partlabel, ...)", None)
+    array: ArrayConfig | None = key("section", "mdadm layer", None, section=ArrayConfig)
+    luks: LuksConfig | None = key("section", "LUKS layer", None, section=LuksConfig)
+    lvm: LvmConfig | None = key("section", "LVM layer", None, section=LvmConfig)
+    mount: MountConfig = key(
+        "section", "the backup file system", factory=MountConfig, section=MountConfig
+    )
+    token: TokenConfig | None = key("section", "the disk's identity", None, section=TokenConfig)
 
 
 @dataclass(frozen=True)
 class Settings:
     """Where the daemon keeps its state, and global hooks."""
 
-    state_file: Path = DEFAULT_STATE_FILE
-    runtime_dir: Path = DEFAULT_RUNTIME_DIR
-    lock_file: Path = DEFAULT_LOCK_FILE
-    poll_seconds: float = 5.0  # disk polling interval where udev events are unavailable
-    inhibit_sleep: bool = True
-    hooks: Hooks = field(default_factory=Hooks)  # on_success / on_failure for every job
-    verify: VerifySchedule = field(default_factory=VerifySchedule)  # default for every job
+    state_file: Path = key("file_not_folder", "the daemon's state", DEFAULT_STATE_FILE)
+    runtime_dir: Path = key("file_path", "the status socket's folder", DEFAULT_RUNTIME_DIR)
+    lock_file: Path = key("file_not_folder", "one run at a time", DEFAULT_LOCK_FILE)
+    poll_seconds: float = key(
+        "seconds", "disk polling interval where udev events are unavailable", 5.0
+    )
+    inhibit_sleep: bool = key("boolean", "keep the machine awake while a backup runs", True)
+    hooks: Hooks = key(
+        "section",
+        "on_success / on_failure for every job",
+        factory=Hooks,
+        section=Hooks,
+        flat=("on_success", "on_failure"),
+    )
+    verify: VerifySchedule = key(
+        "section",
+        "the default verification schedule of every job",
+        factory=VerifySchedule,
+        section=VerifySchedule,
+    )
 
 
 @dataclass(frozen=True)
@@ -202,9 +338,9 @@ class Config:
     """A whole validated configuration file."""
 
     path: Path | None
-    disk: DiskConfig
-    jobs: tuple[Job, ...]
-    settings: Settings = field(default_factory=Settings)
+    disk: DiskConfig = key("section", "the backup disk", factory=DiskConfig, section=DiskConfig)
+    jobs: tuple[Job, ...] = key("jobs", "the backup jobs", ())
+    settings: Settings = key("section", "the daemon's settings", factory=Settings, section=Settings)
 
     def job(self, name: str) -> Job:
         """The job called ``name``; raises KeyError if there is none."""
@@ -225,3 +361,18 @@ class Config:
     def job_dir(self, job: Job) -> Path:
         """Where ``job`` keeps its backups."""
         return self.backup_root / job.target
+
+
+def schema_keys(cls: type[Any] = Config) -> set[str]:
+    """Every YAML key of the schema below ``cls`` (for documentation checks)."""
+    found: set[str] = set()
+    todo: list[type[Any]] = [cls, *JOB_CLASSES.values()]
+    done: set[type[Any]] = set()
+    while todo:
+        current = todo.pop()
+        if current in done:
+            continue
+        done.add(current)
+        found.update(yaml_keys(current))
+        todo.extend(k.section for f in fields(current) if (k := key_of(f)) and k.section)
+    return found

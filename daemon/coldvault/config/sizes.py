@@ -32,6 +32,8 @@ _UNITS: dict[str, int] = {
 _SIZE = re.compile(r"(?P<num>\d+)\s*(?P<unit>[A-Za-z]*)")
 _HEX = re.compile(r"0[xX](?P<hex>[0-9A-Fa-f]+)")
 
+_MAX_DIGITS = 24  # 10**24 bytes is far above any bound the configuration allows
+
 SIZE_FORMS = (
     "a whole number of bytes with an optional unit: 4096, 0x1000, 512b, 64k, 100M, 1G, 4KiB, 1GB"
 )
@@ -56,24 +58,34 @@ def parse_size(text: str | int) -> int:
         return text
     raw = text.strip()
     if raw.startswith("-"):
-        raise ValueError(f"found {text!r}, expected a size that is not negative")
+        raise ValueError(f"found {_shown(text)}, expected a size that is not negative")
     if raw.startswith("+"):
         raw = raw[1:]
     hex_match = _HEX.fullmatch(raw)
     if hex_match:
+        if len(hex_match["hex"].lstrip("0")) > _MAX_DIGITS:
+            raise ValueError(
+                f"found {_shown(text)}, expected a size of at most {_MAX_DIGITS} digits"
+            )
         return int(hex_match["hex"], 16)
     if re.fullmatch(r"\d*[.,]\d*\s*[A-Za-z]*", raw) and re.search(r"\d", raw):
-        raise ValueError(f"found {text!r}, expected a whole number of bytes (no fractions)")
+        raise ValueError(f"found {_shown(text)}, expected a whole number of bytes (no fractions)")
     match = _SIZE.fullmatch(raw)
     if not match:
-        raise ValueError(f"found {text!r}, expected {SIZE_FORMS}")
+        raise ValueError(f"found {_shown(text)}, expected {SIZE_FORMS}")
     factor = _unit_factor(match["unit"])
     if factor is None:
         raise ValueError(
-            f"found {text!r}: unknown unit {match['unit']!r}, expected one of "
+            f"found {_shown(text)}: unknown unit {match['unit']!r}, expected one of "
             "c, w, b, k, m, g, t, KiB, MiB, GiB, TiB, kB, MB, GB, TB"
         )
+    if len(match["num"].lstrip("0")) > _MAX_DIGITS:
+        raise ValueError(f"found {_shown(text)}, expected a size of at most {_MAX_DIGITS} digits")
     return int(match["num"]) * factor
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= 60 else text[:57] + "...")
 
 
 def format_size(n: int) -> str:

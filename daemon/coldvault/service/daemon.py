@@ -78,6 +78,7 @@ class _Session(threading.Thread):
                 cancel=self.cancel,
                 progress=self._on_progress,
                 on_job=self._on_job,
+                verify=True,  # after the due backups: what is due for verification
             )
         except ColdvaultError as exc:
             self.error = exc

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, time, timedelta
 
-from coldvault.config.model import Job, When
+from coldvault.config.model import Job, VerifySchedule, When
 
 Clock = Callable[[], datetime]
 DAY = timedelta(days=1)
@@ -25,17 +25,6 @@ DAY = timedelta(days=1)
 def local_now() -> datetime:
     """The real clock: now, aware, in the local time zone."""
     return datetime.now(UTC).astimezone()
-
-
-def is_scheduled(when: When) -> bool:
-    """Whether the daemon ever runs the job on its own (else only ``coldvault run`` does)."""
-    return when.every is not None or bool(when.at) or when.on_plug
-
-
-def _last_at(t: time, now: datetime) -> datetime:
-    """The latest occurrence of wall-clock time ``t`` at or before ``now``."""
-    today = datetime.combine(now.date(), t, tzinfo=now.tzinfo)
-    return today if today <= now else today - DAY
 
 
 def _next_at(t: time, after: datetime) -> datetime:
@@ -112,3 +101,34 @@ def jobs_to_run(
         ):
             chosen.append(job)
     return chosen
+
+
+def verify_next_due(
+    schedule: VerifySchedule,
+    last_verified: datetime | None,
+    in_round: bool,
+    has_backup: bool,
+    now: datetime,
+) -> datetime | None:
+    """When the daemon next verifies a job (maybe in the past: due now); None: never.
+
+    A job with a backup that was never verified is due at once (in the next
+    disk session); an unfinished round goes on in every session until it is done.
+    """
+    if schedule.every is None or not has_backup:
+        return None
+    if in_round or last_verified is None:
+        return now
+    return last_verified + schedule.every
+
+
+def verify_due(
+    schedule: VerifySchedule,
+    last_verified: datetime | None,
+    in_round: bool,
+    has_backup: bool,
+    now: datetime,
+) -> bool:
+    """Whether a disk session that is open anyway should verify the job after its backups."""
+    when = verify_next_due(schedule, last_verified, in_round, has_backup, now)
+    return when is not None and when <= now

@@ -34,6 +34,7 @@ from coldvault.service import state as st
 from coldvault.service.due import local_now
 from coldvault.service.hooks import run_hooks
 from coldvault.service.inhibit import sleep_inhibited
+from coldvault.service.scheduled_verify import verify_due_jobs
 from coldvault.service.session import disk_session
 from coldvault.system.cancel import CancelToken
 
@@ -103,12 +104,14 @@ def run_session(
     wait_lock: float | None = 0,
     keep_open: bool = False,
     clock: Callable[[], datetime] = local_now,
+    verify: bool = False,
 ) -> SessionOutcome:
     """Open the disk, run ``jobs`` in order, close the disk; return what happened.
 
     Raises what stops the whole session before any job ran: DiskAbsent, Busy,
     TokenRejected, DiskError, Cancelled. ``on_job`` is told which job starts
-    (None once they are all done).
+    (None once they are all done). With ``verify``, the jobs whose scheduled
+    verification is due are verified after every backup of the session.
     """
     state = st.StateFile(config.settings.state_file)
     names = ", ".join(j.name for j in jobs)
@@ -123,6 +126,10 @@ def run_session(
                         break
                     on_job(job)
                     outcomes.append(_run_job(config, job, state, cancel, progress, clock))
+                if verify and not cancel.cancelled:
+                    verify_due_jobs(
+                        config, state, cancel=cancel, progress=progress, on_job=on_job, clock=clock
+                    )
                 on_job(None)
         except DiskAbsent:
             for job in jobs:

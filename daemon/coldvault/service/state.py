@@ -1,28 +1,131 @@
-"""The state file: per job, the last attempt, last success, result, bytes, duration, error.
+"""The state file: per job, the last attempt, last success, result, bytes, duration, error,
+and the scheduled verification (the last finished one, and the one under way).
 
 One JSON file (default ``/var/lib/coldvault/state.json``) shared by the daemon
 and one-shot commands. Writes are atomic (temporary file, fsync, rename, fsync
 of the folder), so a crash leaves either the old or the new state, never half.
+
+Reading validates every field (:mod:`coldvault.service.state_fields`): a file
+that is not what coldvault writes raises :class:`StateDamaged`, naming the file
+and the field, and nothing else (the daemon then holds every job, ``coldvault
+status`` shows the message). Unknown keys are ignored.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, replace
+import os
+import stat
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from coldvault.errors import ColdvaultError
+from coldvault.jobs.verify_steps import VerifyPosition
+from coldvault.service.state_fields import MAX_TEXT, FieldError, Fields
 from coldvault.system.files import atomic_write
 
 STATE_VERSION = 1
+MAX_STATE_BYTES = 64 * 1024 * 1024  # far beyond any real state file; larger is not ours
+MAX_PROBLEMS_KEPT = 100  # problem lines kept per verification (the count is exact)
 
 # JobState.result values.
 SUCCESS = "success"
 FAILED = "failed"
 CANCELLED = "cancelled"
-RUNNING = "running"
+RESULTS = (SUCCESS, FAILED, CANCELLED)
+
+# VerifyState.result values.
+VERIFY_OK = "ok"  # every part or file checked matched
+VERIFY_PROBLEMS = "problems"  # corrupt, missing or unreadable data was found
+VERIFY_ERROR = "error"  # the verification could not run (nothing was found damaged)
+VERIFY_RESULTS = (VERIFY_OK, VERIFY_PROBLEMS, VERIFY_ERROR)
+
+_TIMES = ("last_attempt", "last_success")
+_VERIFY_TIMES = ("last_finished", "round_started")
+
+
+@dataclass(frozen=True)
+class VerifyState:
+    """The scheduled verification of one job: the last finished round and the one under way."""
+
+    last_finished: datetime | None = None  # when the last round ended (or failed to run)
+    result: str | None = None  # ok | problems | error
+    problems: tuple[str, ...] = ()  # the first MAX_PROBLEMS_KEPT of the last round
+    problem_count: int = 0
+    items: int = 0  # parts or files checked by the last round
+    bytes_read: int = 0  # by the last round, over all its sessions
+    sessions: int = 0  # disk sessions the last round took
+    error: str | None = None  # why the last round could not run
+    notes: tuple[str, ...] = ()  # of the last round: worth saying, not damage
+    # The round under way (None: none): where it goes on, and what it found so far.
+    position: VerifyPosition | None = None
+    round_started: datetime | None = None
+    round_bytes: int = 0
+    round_items: int = 0
+    round_sessions: int = 0
+    round_problems: tuple[str, ...] = ()
+    round_problem_count: int = 0
+    round_notes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        out = asdict(self)
+        for key in _VERIFY_TIMES:
+            out[key] = _iso(out[key])
+        for key in ("problems", "notes", "round_problems", "round_notes"):
+            out[key] = [clip(line) for line in out[key]]
+        out["error"] = clip(self.error)
+        if self.position is not None:
+            out["position"]["targets"] = list(self.position.targets)
+        return out
+
+    @classmethod
+    def from_fields(cls, f: Fields) -> VerifyState:
+        """Parse and check one job's ``verify`` object."""
+        return cls(
+            last_finished=f.time("last_finished"),
+            result=f.choice("result", VERIFY_RESULTS),
+            problems=f.texts("problems"),
+            problem_count=f.count("problem_count"),
+            items=f.count("items"),
+            bytes_read=f.count("bytes_read"),
+            sessions=f.count("sessions"),
+            error=f.text("error"),
+            notes=f.texts("notes"),
+            position=_position(f.nested("position")),
+            round_started=f.time("round_started"),
+            round_bytes=f.count("round_bytes"),
+            round_items=f.count("round_items"),
+            round_sessions=f.count("round_sessions"),
+            round_problems=f.texts("round_problems"),
+            round_problem_count=f.count("round_problem_count"),
+            round_notes=f.texts("round_notes"),
+        )
+
+
+def _position(f: Fields | None) -> VerifyPosition | None:
+    if f is None:
+        return None
+    position = VerifyPosition(
+        snapshot=f.text("snapshot") or "",
+        part=f.count("part"),
+        file=f.text("file") or "",
+        offset=f.count("offset"),
+        targets=f.texts("targets"),
+    )
+    for name, value in (("snapshot", position.snapshot), ("file", position.file)):
+        _relative(f, name, value)
+    for i, target in enumerate(position.targets):
+        _relative(f, f"targets[{i}]", target)
+    return position
+
+
+def _relative(f: Fields, name: str, value: str) -> None:
+    """Paths in a position stay below the job folder: relative, no ``..``."""
+    if value.startswith("/") or ".." in value.split("/"):
+        raise FieldError(f"{f.where}.{name}", f"{value!r} is not a path below the job folder")
 
 
 @dataclass(frozen=True)
@@ -31,29 +134,101 @@ class JobState:
 
     last_attempt: datetime | None = None
     last_success: datetime | None = None
-    result: str | None = None  # success | failed | cancelled | running
+    result: str | None = None  # success | failed | cancelled
     bytes_read: int = 0  # of the last attempt
     bytes_written: int = 0
     duration: float | None = None  # seconds, of the last attempt
     error: str | None = None  # of the last failed attempt
     summary: str | None = None  # the job's one-line summary of its last success
+    verify: VerifyState = field(default_factory=VerifyState)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form (datetimes as ISO 8601 with offset)."""
         out = asdict(self)
-        for key in ("last_attempt", "last_success"):
-            value = out[key]
-            out[key] = value.isoformat() if value is not None else None
+        for key in _TIMES:
+            out[key] = _iso(out[key])
+        out["error"], out["summary"] = clip(self.error), clip(self.summary)
+        out["verify"] = self.verify.to_json()
         return out
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> JobState:
-        """Parse one job's entry; unknown keys are ignored (newer versions may add some)."""
-        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
-        for key in ("last_attempt", "last_success"):
-            if known.get(key) is not None:
-                known[key] = datetime.fromisoformat(known[key])
-        return cls(**known)
+    def from_json(cls, data: object, where: str = "") -> JobState:
+        """Parse and check one job's entry; FieldError names the first bad field."""
+        f = Fields(data, where)
+        verify = f.nested("verify")
+        return cls(
+            last_attempt=f.time("last_attempt"),
+            last_success=f.time("last_success"),
+            result=f.choice("result", RESULTS),
+            bytes_read=f.count("bytes_read"),
+            bytes_written=f.count("bytes_written"),
+            duration=f.seconds("duration"),
+            error=f.text("error"),
+            summary=f.text("summary"),
+            verify=VerifyState.from_fields(verify) if verify is not None else VerifyState(),
+        )
+
+
+@overload
+def clip(text: str) -> str: ...
+@overload
+def clip(text: None) -> None: ...
+def clip(text: str | None) -> str | None:
+    """A message as the loader accepts it back: no NUL, at most MAX_TEXT characters.
+
+    Whatever coldvault writes must read back; a long command error must never
+    make the whole state file "damaged" and hold every job.
+    """
+    if text is None:
+        return None
+    text = text.replace("\0", "\\0")
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 3] + "..."
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+class StateDamaged(ColdvaultError):
+    """The state file exists but is not what coldvault writes (names the file and field)."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(
+            f"state file {path} is damaged: {problem}",
+            hint="jobs are held until it is fixed; move it aside and coldvault treats "
+            "every job as never run",
+        )
+        self.path = path
+        self.problem = problem
+
+
+def parse_state(raw: bytes, path: Path) -> dict[str, JobState]:
+    """Every job's state from the file's bytes; StateDamaged (only) when they are not valid."""
+    if len(raw) > MAX_STATE_BYTES:
+        raise StateDamaged(path, f"larger than {MAX_STATE_BYTES} bytes")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise StateDamaged(path, f"not UTF-8 text (byte {exc.start})") from None
+    except RecursionError:
+        raise StateDamaged(path, "nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, and integers beyond Python's digit limit
+        raise StateDamaged(path, f"not JSON: {exc}") from None
+    try:
+        top = Fields(data, "")
+        version = top.count("version", STATE_VERSION)
+        if version < 1:
+            raise FieldError("version", f"{version} is not a state file version")
+        jobs = top.nested("jobs")
+        if jobs is None:
+            raise FieldError("jobs", "missing")
+        return {
+            name: JobState.from_json(entry, f"jobs.{name}") for name, entry in jobs.data.items()
+        }
+    except FieldError as exc:
+        raise StateDamaged(path, str(exc)) from None
+    except (OverflowError, RecursionError) as exc:
+        raise StateDamaged(path, f"a value is out of range ({exc})") from None
 
 
 class StateFile:
@@ -66,8 +241,9 @@ class StateFile:
     def load(self) -> dict[str, JobState]:
         """Every job's state; an absent file means nothing ran yet.
 
-        The parsed content is cached by (mtime, size) so the daemon can re-read
-        it every loop turn without parsing it again.
+        Raises StateDamaged for a file that is not valid, ColdvaultError when it
+        cannot be read. The parsed content is cached by (mtime, size) so the
+        daemon can re-read it every loop turn without parsing it again.
         """
         try:
             st = self.path.stat()
@@ -78,18 +254,25 @@ class StateFile:
         key = (st.st_mtime_ns, st.st_size)
         if self._cache is not None and self._cache[0] == key:
             return dict(self._cache[1])
-        try:
-            raw = json.loads(self.path.read_text())
-            jobs = {name: JobState.from_json(entry) for name, entry in raw["jobs"].items()}
-        except OSError as exc:
-            raise self._error("read", exc) from exc
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ColdvaultError(
-                f"state file {self.path} is damaged: {exc}",
-                hint="move it aside; coldvault then treats every job as never run",
-            ) from exc
+        jobs = parse_state(self._read(), self.path)
         self._cache = (key, jobs)
         return dict(jobs)
+
+    def _read(self) -> bytes:
+        """The file's bytes; never blocks on a FIFO or device planted at the path."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            raise self._error("read", exc) from exc
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise StateDamaged(self.path, "not a regular file")
+            with os.fdopen(os.dup(fd), "rb") as f:
+                return f.read(MAX_STATE_BYTES + 1)
+        except OSError as exc:
+            raise self._error("read", exc) from exc
+        finally:
+            os.close(fd)
 
     def get(self, job: str) -> JobState:
         """One job's state (empty when it never ran)."""

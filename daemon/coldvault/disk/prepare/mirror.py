@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from coldvault.config.model import DEFAULT_NAME
 from coldvault.disk.prepare import safety
 from coldvault.disk.prepare.execute import Executor, wait_for_block_device
 from coldvault.disk.prepare.init import check_programs
@@ -135,7 +136,7 @@ def geometry(part_name: str) -> PartitionGeometry:
         disk=entry.resolve().parent.name,
         start=int(_read(entry / "start")),
         size=int(_read(entry / "size")),
-        label=label or "backup",
+        label=label or DEFAULT_NAME,
     )
 
 

@@ -14,7 +14,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from coldvault.config.model import default_lv_name
+from coldvault.config.model import (
+    DEFAULT_HASH_FILE,
+    DEFAULT_KEY_FILE,
+    DEFAULT_NAME,
+    ArrayConfig,
+    LuksConfig,
+    LvmConfig,
+    MountConfig,
+    TokenConfig,
+    default_lv_name,
+)
 
 LINUX_RAID_TYPE = "FD00"  # sgdisk's code for "Linux RAID"
 
@@ -23,17 +33,17 @@ LINUX_RAID_TYPE = "FD00"  # sgdisk's code for "Linux RAID"
 class InitOptions:
     """Every name and size ``disk init`` uses; the defaults are the design's."""
 
-    part_label: str = "backup"
-    array: Path = Path("/dev/md/backup")
-    luks_name: str = "enc-backup"
-    key_file: Path = Path("/etc/coldvault/backup.key")
-    vg: str = "backup"
+    part_label: str = DEFAULT_NAME
+    array: Path = ArrayConfig.device
+    luks_name: str = LuksConfig.name
+    key_file: Path = DEFAULT_KEY_FILE
+    vg: str = LvmConfig.vg
     lv: str = field(default_factory=default_lv_name)
     lv_size: str = "100%FREE"  # lvcreate: "100%FREE", "80%VG" (extents) or "500G" (size)
-    fs_label: str = "backup"
-    mount_point: Path = Path("/media/backup")
-    token_file: str = ".token"
-    hash_file: Path = Path("/etc/coldvault/token.sha512")
+    fs_label: str = DEFAULT_NAME
+    mount_point: Path = MountConfig.point
+    token_file: str = TokenConfig.file
+    hash_file: Path = DEFAULT_HASH_FILE
     # cryptsetup cost options; None leaves cryptsetup's defaults (tests pass a cheap PBKDF).
     pbkdf: str | None = None
     pbkdf_iterations: int | None = None

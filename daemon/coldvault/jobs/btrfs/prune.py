@@ -8,8 +8,9 @@ from datetime import timedelta
 
 from coldvault.config.model import Retention
 from coldvault.jobs import retention
-from coldvault.jobs.btrfs import killpoints, subvol
+from coldvault.jobs.btrfs import subvol
 from coldvault.jobs.btrfs.snapshots import Scan, parse_name
+from coldvault.system import crashpoint
 from coldvault.system.beneath import SafeDir
 
 log = logging.getLogger("coldvault.jobs.btrfs")
@@ -45,6 +46,6 @@ def prune(
     log.info("retention: deleting %s from %s", ", ".join(decision.delete), folder.path)
     for name in decision.delete:
         subvol.destroy(folder, name)
-        killpoints.reached(f"btrfs.prune-{side}")
+        crashpoint.reached(f"btrfs.prune-{side}")
     subvol.commit(folder)
     return list(decision.delete)

@@ -66,6 +66,15 @@ def select(job: BtrfsJob, folders: dict[str, SafeDir], wanted: str) -> list[Chos
     )
 
 
+def latest_paths(job: BtrfsJob, job_dir: Path) -> list[Path]:
+    """The newest finished copy of each source, as paths below ``job_dir`` (for messages
+    and the scheduled verification's position); found through held folders."""
+    with contextlib.ExitStack() as stack:
+        return [
+            s.path for _, _, s in select(job, open_backup_folders(job, job_dir, stack), "latest")
+        ]
+
+
 def restore_parent(copies: list[Subvolume], snap: Subvolume, dest: Path) -> Subvolume | None:
     """The newest other backup whose content the destination filesystem still holds."""
     mount = subvol.containing_mount(dest)

@@ -16,7 +16,6 @@ from coldvault.jobs.base import JobResult, RestoreRequest, VerifyReport
 from coldvault.jobs.btrfs import (
     diskdir,
     diskstate,
-    killpoints,
     parent,
     prune,
     snapshots,
@@ -29,7 +28,7 @@ from coldvault.jobs.btrfs.parent import ParentChoice
 from coldvault.jobs.btrfs.sources import Source
 from coldvault.jobs.btrfs.subvol import Subvolume
 from coldvault.progress import ProgressCallback, ProgressMeter, human_bytes
-from coldvault.system import proc
+from coldvault.system import crashpoint, proc
 from coldvault.system.beneath import SafeDir
 from coldvault.system.cancel import CancelToken
 
@@ -127,7 +126,7 @@ class BtrfsRunner:
             # Never sent: drop it so failed runs do not pile up snapshots on the source.
             _delete_quietly(local, target, name)
             raise
-        killpoints.reached("btrfs.accepted")
+        crashpoint.reached("btrfs.accepted")
         unsent.clear(target)
         log.info("%s: received %s (%s sent)", src.path, target.child(name), human_bytes(sent))
         _save_quietly(target, diskstate.with_sent(state, kind, sent))
@@ -219,7 +218,7 @@ def _take_snapshot(src: Source, local: SafeDir, target: SafeDir) -> Subvolume:
     snap = subvol.info_at(local, name)
     if snap is None:
         raise JobError(f"snapshot {src.snapshot_dir / name} vanished after it was made")
-    killpoints.reached("btrfs.snapshot-taken")
+    crashpoint.reached("btrfs.snapshot-taken")
     return snap
 
 
@@ -227,7 +226,7 @@ def _relink(src: Source, local: SafeDir, target: SafeDir) -> None:
     """``latest``/``previous`` on the disk first, then on the source."""
     newest_target = [s.path.name for s in reversed(snapshots.scan(target, src.name).complete())]
     snapshots.update_links(target, newest_target)
-    killpoints.reached("btrfs.links-target")
+    crashpoint.reached("btrfs.links-target")
     newest_local = [s.path.name for s in reversed(snapshots.scan(local, src.name).snapshots)]
     snapshots.update_links(local, newest_local)
 

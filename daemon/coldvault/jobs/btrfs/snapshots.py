@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from coldvault.jobs.btrfs import killpoints, subvol
+from coldvault.jobs.btrfs import subvol
 from coldvault.jobs.btrfs.subvol import Subvolume
+from coldvault.system import crashpoint
 from coldvault.system.beneath import SafeDir
 
 log = logging.getLogger("coldvault.jobs.btrfs")
@@ -164,7 +165,7 @@ def _set_link(folder: SafeDir, link: str, target: str | None) -> None:
     tmp = f".{link}.new"
     # Relative, so it stays right when the disk is mounted elsewhere; never followed.
     folder.symlink_replace(tmp, target)
-    killpoints.reached("btrfs.link-swap")
+    crashpoint.reached("btrfs.link-swap")
     folder.rename(tmp, link)
 
 
@@ -185,7 +186,7 @@ def remove_partial(folder: SafeDir, source: str) -> Scan:
             "no received_uuid" if s.received_uuid is None else "not read-only",
         )
         subvol.destroy(folder, s.path.name)
-        killpoints.reached("btrfs.partial-deleted")
+        crashpoint.reached("btrfs.partial-deleted")
     if not partial:
         return found
     subvol.commit(folder)  # frees space before the send

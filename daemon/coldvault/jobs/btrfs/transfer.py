@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from coldvault.errors import CommandError, ConfigError, JobError
-from coldvault.jobs.btrfs import killpoints, subvol
+from coldvault.jobs.btrfs import subvol
 from coldvault.jobs.btrfs.subvol import Subvolume
 from coldvault.progress import ProgressMeter
-from coldvault.system import proc
+from coldvault.system import crashpoint, proc
 from coldvault.system.beneath import SafeDir
 from coldvault.system.cancel import CancelToken
 
@@ -93,7 +93,7 @@ def send_receive(
 
     def relayed(total: int) -> None:
         meter.update(total)
-        killpoints.reached("btrfs.streamed")
+        crashpoint.reached("btrfs.streamed")
 
     try:
         result = proc.pipeline(
@@ -102,7 +102,7 @@ def send_receive(
             on_bytes=relayed,
             cancel=cancel,
         )
-        killpoints.reached("btrfs.received")
+        crashpoint.reached("btrfs.received")
         received = subvol.info_at(target, name)
         if received is None or not received.complete or received.received_uuid != expected:
             raise JobError(

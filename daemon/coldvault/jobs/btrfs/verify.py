@@ -18,7 +18,7 @@ from pathlib import Path
 from coldvault.config.model import BtrfsJob
 from coldvault.errors import DiskError, JobError
 from coldvault.jobs.base import VerifyReport
-from coldvault.jobs.btrfs import diskstate, snapshots
+from coldvault.jobs.btrfs import diskstate, snapshots, subvol
 from coldvault.jobs.btrfs.restore import Chosen, open_backup_folders, select
 from coldvault.jobs.btrfs.subvol import Subvolume
 from coldvault.progress import ProgressCallback, ProgressMeter
@@ -152,3 +152,8 @@ def _read_through(fd: int, meter: ProgressMeter) -> None:
     os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     while chunk := os.read(fd, _CHUNK):
         meter.update(meter.done + len(chunk))
+
+
+def subvolume_problems(path: Path) -> list[str]:
+    """The subvolume-level checks of one received snapshot (for the budgeted verification)."""
+    return _state_problems(subvol.show(path))

@@ -13,18 +13,20 @@ one commit is outstanding, so memory and unsaved work stay bounded.
 from __future__ import annotations
 
 import logging
-import os
+import stat
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from coldvault import platform
+from coldvault.errors import ColdvaultError
 from coldvault.jobs.image.manifest import Manifest, PartRecord, save
 from coldvault.jobs.image.parts import PartWriter, part_indexes, part_name, write_null_part
 from coldvault.jobs.image.reader import BlockStream, hash_zeros, new_hasher, read_full
-from coldvault.progress import ProgressMeter
+from coldvault.progress import ProgressMeter, human_bytes
+from coldvault.system import crashpoint
+from coldvault.system.beneath import SafeDir
 from coldvault.system.cancel import CancelToken
 
 log = logging.getLogger("coldvault.image")
@@ -67,7 +69,7 @@ class PartSink:
 
     def __init__(
         self,
-        folder: Path,
+        folder: SafeDir,
         index: int,
         algorithm: str,
         zero: bytes,
@@ -137,13 +139,12 @@ class PartSink:
             self.writer.abort()
 
 
-def trusted(folder: Path, index: int, record: PartRecord | None, keep_null: bool) -> bool:
-    """Whether the part file still is exactly what ``record`` describes."""
+def trusted(folder: SafeDir, index: int, record: PartRecord | None, keep_null: bool) -> bool:
+    """Whether the part file still is exactly what ``record`` describes (a regular file)."""
     if record is None:
         return False
-    try:
-        st = os.stat(folder / part_name(index))
-    except FileNotFoundError:
+    st = folder.lstat(part_name(index))
+    if st is None or not stat.S_ISREG(st.st_mode):
         return False
     expected = 0 if record.zero and not keep_null else record.size
     return (st.st_ino, st.st_size, st.st_mtime_ns) == (
@@ -158,7 +159,7 @@ class Pass:
 
     def __init__(
         self,
-        work: Path,
+        work: SafeDir,
         fd: int,
         layout: Layout,
         algorithm: str,
@@ -180,6 +181,7 @@ class Pass:
         self._last_save = time.monotonic()
         self._unsaved = False
         self._pending: tuple[int, Future[PartRecord]] | None = None
+        self.confirmed: set[int] = set()  # parts whose file now holds this source's bytes
 
     def run(self) -> list[PartRecord | None]:
         """Read the whole source; return the new per-part records."""
@@ -231,7 +233,6 @@ class Pass:
         finally:
             stream.close()
             committer.shutdown(wait=True)
-        self._remove_extra_parts()
         self.meter.emit()
         return self.records
 
@@ -244,6 +245,7 @@ class Pass:
             new = PartRecord(length, sink.all_zero, sink.digest(), 0, 0, 0)
             if new.same_data(old):
                 platform.drop_cache(self.fd, start, length)
+                self.confirmed.add(index)
                 return None
             sink = self._reread(index, start, length)
         platform.drop_cache(self.fd, start, length)
@@ -262,6 +264,7 @@ class Pass:
         self._pending = None
         record = future.result()
         self.records[index] = record
+        self.confirmed.add(index)
         self.stats.changed += 1
         self.stats.bytes_written += record.stored
         self._unsaved = True
@@ -298,6 +301,7 @@ class Pass:
             self.work,
             replace(self.template, parts=tuple(self.records), complete=False),
         )
+        crashpoint.reached("image.manifest-saved")
         self._last_save = time.monotonic()
         self._unsaved = False
 
@@ -307,16 +311,49 @@ class Pass:
             return
         try:
             self.save_progress()
-        except OSError as exc:  # e.g. the disk is full: the next run re-checks those parts
+        except (OSError, ColdvaultError) as exc:  # e.g. disk full: the next run re-checks them
             log.warning("could not save the in-progress manifest: %s", exc)
 
-    def _remove_extra_parts(self) -> None:
-        """The source shrank: parts past its end are removed (names only; links elsewhere stay)."""
-        for index in part_indexes(self.work):
-            if index >= self.layout.count:
-                os.unlink(self.work / part_name(index))
-                self.stats.removed += 1
-        if self.stats.removed:
-            log.info(
-                "%s: removed %d parts past the end of the source", self.work, self.stats.removed
-            )
+
+def drop_unneeded_parts(work: SafeDir, count: int) -> int:
+    """Remove the parts at or past ``count`` (the source shrank); return how many.
+
+    Only names are removed: a part shared with an earlier snapshot keeps its data
+    there. Done before the pass, so the space is free for the parts that are needed.
+    """
+    removed = freed = 0
+    for index in part_indexes(work):
+        if index < count:
+            continue
+        st = work.lstat(part_name(index))
+        work.unlink(part_name(index))
+        removed += 1
+        freed += st.st_size if st is not None and st.st_nlink == 1 else 0
+        crashpoint.reached("image.drop-unneeded")
+    if removed:
+        work.fsync()
+        log.info(
+            "%s: removed %d parts past the end of the source (%s freed)",
+            work.path,
+            removed,
+            human_bytes(freed),
+        )
+    return removed
+
+
+def free_unshared_parts(work: SafeDir, keep: set[int]) -> tuple[int, int]:
+    """Disk full: delete in-progress parts no snapshot shares (link count 1), except ``keep``.
+
+    Such a part was written by an interrupted run and not yet confirmed by this one;
+    the next pass writes it again if the source still needs it. Returns (parts, bytes).
+    """
+    count = size = 0
+    for index in part_indexes(work):
+        st = work.lstat(part_name(index))
+        if index in keep or st is None or st.st_nlink != 1:
+            continue
+        work.unlink(part_name(index))
+        count, size = count + 1, size + st.st_size
+    if count:
+        work.fsync()
+    return count, size

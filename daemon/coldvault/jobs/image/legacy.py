@@ -10,43 +10,57 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
 from coldvault.jobs.image.manifest import Manifest, PartRecord
 from coldvault.jobs.image.parts import part_indexes, part_name
 from coldvault.jobs.image.reader import hash_zeros, new_hasher, read_full
+from coldvault.system.beneath import SafeDir
 from coldvault.system.cancel import CancelToken
 
 log = logging.getLogger("coldvault.image")
 
 
-def hash_part_file(path: Path, algorithm: str, block_size: int) -> tuple[str | None, int, bool]:
-    """(hash or None if all zero, size, all-zero) of a stored part file."""
+def hash_part_file(
+    fd: int, algorithm: str, block_size: int, cancel: CancelToken | None = None
+) -> tuple[str | None, int, bool]:
+    """(hash or None if all zero, size, all-zero) of an opened stored part file.
+
+    With ``cancel``, a stop request ends the read within one block (Cancelled).
+    """
     hasher = new_hasher(algorithm)
     buf = bytearray(block_size)
     zero = bytes(block_size)
     all_zero, offset = True, 0
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        while True:
-            n = read_full(fd, memoryview(buf), offset)
-            if n == 0:
-                break
-            if all_zero and (buf == zero if n == block_size else buf[:n] == zero[:n]):
-                offset += n
-                continue
-            if all_zero:
-                hash_zeros(hasher, zero, offset)
-                all_zero = False
-            hasher.update(memoryview(buf)[:n])
+    while True:
+        if cancel is not None:
+            cancel.check()
+        n = read_full(fd, memoryview(buf), offset)
+        if n == 0:
+            break
+        if all_zero and (buf == zero if n == block_size else buf[:n] == zero[:n]):
             offset += n
-    finally:
-        os.close(fd)
+            continue
+        if all_zero:
+            hash_zeros(hasher, zero, offset)
+            all_zero = False
+        hasher.update(memoryview(buf)[:n])
+        offset += n
     return (None if all_zero else hasher.hexdigest()), offset, all_zero
 
 
+def hash_part(
+    folder: SafeDir, name: str, algorithm: str, block_size: int
+) -> tuple[str | None, int, bool]:
+    """:func:`hash_part_file` of the regular file ``name`` (a symlink or FIFO is refused)."""
+    fd = folder.open_file(name)
+    try:
+        return hash_part_file(fd, algorithm, block_size)
+    finally:
+        os.close(fd)
+
+
 def adopt(
-    folder: Path,
+    folder: SafeDir,
     *,
     part_size: int,
     block_size: int,
@@ -62,25 +76,31 @@ def adopt(
     indexes = part_indexes(folder)
     count = indexes[-1] + 1 if indexes else 0
     records: list[PartRecord | None] = [None] * count
-    last_size = 0
     for index in indexes:
         cancel.check()
-        path = folder / part_name(index)
-        st = os.stat(path)
-        if st.st_size == 0:
-            records[index] = PartRecord(part_size, True, None, 0, st.st_ino, st.st_mtime_ns)
-            last_size = part_size
-            continue
-        if st.st_size > part_size or (index < count - 1 and st.st_size != part_size):
-            log.warning(
-                "%s has %d bytes, expected %d: it will be rewritten", path, st.st_size, part_size
-            )
-            continue
-        digest, size, zero = hash_part_file(path, algorithm, block_size)
+        name = part_name(index)
+        fd = folder.open_file(name)
+        try:
+            st = os.fstat(fd)
+            if st.st_size == 0:
+                records[index] = PartRecord(part_size, True, None, 0, st.st_ino, st.st_mtime_ns)
+                continue
+            if st.st_size > part_size or (index < count - 1 and st.st_size != part_size):
+                log.warning(
+                    "%s has %d bytes, expected %d: it will be rewritten",
+                    folder.child(name),
+                    st.st_size,
+                    part_size,
+                )
+                continue
+            digest, size, zero = hash_part_file(fd, algorithm, block_size)
+        finally:
+            os.close(fd)
         records[index] = PartRecord(size, zero, digest, st.st_size, st.st_ino, st.st_mtime_ns)
-        last_size = size
+    last = records[-1] if count else None
+    last_size = last.size if last is not None else part_size
     source_size = (count - 1) * part_size + last_size if count else 0
-    log.info("adopted %s: %d parts hashed (no manifest was there)", folder, len(indexes))
+    log.info("adopted %s: %d parts hashed (no manifest was there)", folder.path, len(indexes))
     return Manifest(
         source_size=source_size,
         part_size=part_size,

@@ -15,6 +15,7 @@ from coldvault.jobs.image.manifest import Manifest, PartRecord
 from coldvault.jobs.image.parts import part_name
 from coldvault.jobs.image.reader import new_hasher, read_full
 from coldvault.progress import ProgressMeter
+from coldvault.system.beneath import SafeDir, UnexpectedEntry
 from coldvault.system.cancel import CancelToken
 
 log = logging.getLogger("coldvault.image")
@@ -46,7 +47,7 @@ def open_destination(dest: Path, size: int) -> tuple[int, bool]:
 
 
 def restore(
-    folder: Path,
+    folder: SafeDir,
     manifest: Manifest,
     dest: Path,
     *,
@@ -92,7 +93,7 @@ def restore(
 
 def _restore_part(
     fd: int,
-    folder: Path,
+    folder: SafeDir,
     index: int,
     start: int,
     length: int,
@@ -101,12 +102,16 @@ def _restore_part(
     buf: bytearray,
     skip_zeros: bool,
 ) -> int:
-    path = folder / part_name(index)
+    path = folder.child(part_name(index))
     try:
-        src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        src = folder.open_file(part_name(index))  # a symlink or FIFO is refused, never read
     except FileNotFoundError:
         raise IntegrityError(
             f"{path} is missing", hint="restore an older snapshot (`coldvault list JOB`)"
+        ) from None
+    except UnexpectedEntry as exc:
+        raise IntegrityError(
+            exc.message, hint="restore an older snapshot (`coldvault list JOB`)"
         ) from None
     try:
         stored = os.fstat(src).st_size

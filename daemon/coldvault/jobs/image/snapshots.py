@@ -3,26 +3,32 @@
 With ``snapshots: N > 0`` each run works in ``snapshot-inprogress``, which
 starts as hard links to the newest snapshot's parts. With ``snapshots: 0`` the
 parts live directly in the job folder (which is never renamed).
+
+Only real folders count: a symlink, file or FIFO named like a snapshot was not made
+by coldvault; it is reported, never resumed into, counted, followed or deleted.
+Retention first renames a snapshot to a hidden ``.deleting-…`` name (one atomic
+step), then deletes it, so a killed run never leaves a half-deleted snapshot that
+``list`` or ``verify`` would show; the next run finishes such deletions.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
 import re
-import shutil
 from dataclasses import replace
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from coldvault.config.model import ImageJob, Retention
 from coldvault.jobs import retention
-from coldvault.jobs.image.parts import part_indexes, part_name
-from coldvault.system.files import fsync_dir
+from coldvault.jobs.image.parts import scan
+from coldvault.system import crashpoint
+from coldvault.system.beneath import SafeDir, UnexpectedEntry
 
 log = logging.getLogger("coldvault.image")
 
 INPROGRESS = "snapshot-inprogress"
+DELETING = ".deleting-"
 SNAPSHOT_RE = re.compile(r"^snapshot-(\d{4}-\d{2}-\d{2}-\d{6})$")
 TIME_FORMAT = "%Y-%m-%d-%H%M%S"
 
@@ -38,58 +44,89 @@ def snapshot_time(name: str) -> datetime | None:
         return None
 
 
-def completed(job_dir: Path) -> list[str]:
-    """Names of the completed snapshots in ``job_dir``, oldest first."""
-    if not job_dir.is_dir():
-        return []
-    dated = [(t, n) for n in os.listdir(job_dir) if (t := snapshot_time(n)) is not None]
+def completed(job: SafeDir) -> list[str]:
+    """Names of the completed snapshot folders in ``job``, oldest first (folders only)."""
+    dated = [
+        (t, n)
+        for n, kind in job.entries()
+        if kind == "folder" and (t := snapshot_time(n)) is not None
+    ]
     return [n for _, n in sorted(dated)]
 
 
-def newest(job_dir: Path) -> Path | None:
-    """The newest completed snapshot folder, or None."""
-    names = completed(job_dir)
-    return job_dir / names[-1] if names else None
+def strays(job: SafeDir) -> list[str]:
+    """One line per name that looks like coldvault's but is not a folder (left alone)."""
+    lines = []
+    for name, kind in job.entries():
+        ours = snapshot_time(name) is not None or name == INPROGRESS or name.startswith(DELETING)
+        if ours and kind != "folder":
+            lines.append(
+                f"{job.child(name)} is a {kind}, not a snapshot folder: not counted, "
+                "not deleted, left alone"
+            )
+    return lines
 
 
-def link_missing_parts(base: Path, work: Path) -> int:
-    """Hard-link into ``work`` each part of ``base`` it lacks; return how many.
+def report_strays(job: SafeDir, job_name: str) -> list[str]:
+    """Log each stray once (see :func:`strays`); return the lines."""
+    lines = strays(job)
+    for line in lines:
+        log.warning("%s: %s", job_name, line)
+    return lines
 
-    Idempotent, so an interrupted start is completed by the next run.
+
+def newest(job: SafeDir) -> str | None:
+    """The name of the newest completed snapshot folder, or None."""
+    names = completed(job)
+    return names[-1] if names else None
+
+
+def link_missing_parts(base: SafeDir, work: SafeDir) -> int:
+    """Hard-link into ``work`` each regular part of ``base`` it lacks; return how many.
+
+    Idempotent, so an interrupted start is completed by the next run. A part name in
+    ``base`` that is not a regular file is not linked (the run writes that part anew).
     """
     count = 0
-    for index in part_indexes(base):
-        name = part_name(index)
-        if not (work / name).exists():
-            os.link(base / name, work / name)
+    indexes, odd = scan(base)
+    for name, kind in odd:
+        log.warning("%s is a %s, not a part: not used", base.child(name), kind)
+    for index in indexes:
+        name = f"part_{index:08d}"
+        if work.lstat(name) is None:
+            work.link(name, name, src_dir=base)
             count += 1
+            crashpoint.reached("image.link")
     return count
 
 
-def start(job_dir: Path) -> tuple[Path, Path | None, bool]:
-    """Prepare ``snapshot-inprogress``; return (work folder, base snapshot, resumed)."""
-    work = job_dir / INPROGRESS
-    resumed = work.is_dir()
-    if not resumed:
-        work.mkdir()
-        fsync_dir(job_dir)
-    base = newest(job_dir)
-    if base is not None:
-        linked = link_missing_parts(base, work)
-        log.debug("linked %d parts of %s into %s", linked, base.name, work)
-    return work, base, resumed
+def open_work(job: SafeDir) -> tuple[SafeDir, bool]:
+    """``snapshot-inprogress`` held open (made if absent); (folder, resumed).
+
+    Anything but a folder there (a symlink to a host folder, a file, a FIFO) ends the
+    run with :class:`UnexpectedEntry` naming it: nothing is written into or through it.
+    """
+    kind = job.kind(INPROGRESS)
+    if kind is None:
+        job.mkdir(INPROGRESS)
+        job.fsync()
+    elif kind != "folder":
+        raise UnexpectedEntry(job.child(INPROGRESS), kind, "folder (an interrupted backup)")
+    return job.sub(INPROGRESS), kind == "folder"
 
 
-def finish(job_dir: Path, work: Path, now: datetime) -> Path:
-    """Rename ``work`` to a new snapshot name (one second later if that name is taken)."""
+def finish(job: SafeDir, now: datetime) -> str:
+    """Rename ``snapshot-inprogress`` to a new snapshot name (a second later if taken)."""
     when = now.replace(microsecond=0)
     while True:
-        final = job_dir / f"snapshot-{when.strftime(TIME_FORMAT)}"
-        if not final.exists():
+        final = f"snapshot-{when.strftime(TIME_FORMAT)}"
+        try:
+            job.rename_noreplace(INPROGRESS, final)
             break
-        when += timedelta(seconds=1)
-    os.rename(work, final)
-    fsync_dir(job_dir)
+        except FileExistsError:
+            when += timedelta(seconds=1)
+    crashpoint.reached("image.snapshot-renamed")
+    job.fsync()
     return final
 
 
@@ -100,15 +137,51 @@ def rule_for(job: ImageJob) -> Retention:
     return replace(job.retention, keep_last=job.snapshots)
 
 
-def prune(job_dir: Path, job: ImageJob) -> list[str]:
+def prune(job_dir: SafeDir, job: ImageJob) -> list[str]:
     """Delete snapshots beyond what the job keeps; return their names."""
     names = completed(job_dir)
     dated = [(n, t) for n in names if (t := snapshot_time(n)) is not None]
     plan = retention.plan(dated, rule_for(job))
     for name in plan.delete:
-        # Removing names of hard links never changes the data other snapshots see.
-        shutil.rmtree(job_dir / name)
+        try:
+            hidden = hide(job_dir, name)
+        except FileExistsError:
+            log.warning("%s: cannot remove %s: %s exists", job.name, name, DELETING + name)
+            continue
+        crashpoint.reached("image.prune-hidden")
+        delete_hidden(job_dir, hidden)
         log.info("%s: removed old snapshot %s", job.name, name)
-    if plan.delete:
-        fsync_dir(job_dir)
     return list(plan.delete)
+
+
+def hide(job: SafeDir, name: str) -> str:
+    """Rename snapshot ``name`` to ``.deleting-name`` (durable); return the hidden name."""
+    hidden = DELETING + name
+    job.rename_noreplace(name, hidden)
+    job.fsync()
+    return hidden
+
+
+def delete_hidden(job: SafeDir, hidden: str) -> None:
+    """Delete a hidden snapshot folder. Removing names of hard links never changes the
+    data other snapshots see."""
+    with job.sub(hidden) as folder:
+        for name, kind in folder.entries():
+            if kind != "folder":
+                folder.unlink(name)
+                crashpoint.reached("image.prune-unlinked")
+    job.rmtree(hidden)  # what is left: sub-folders nobody should have put there
+    job.fsync()
+
+
+def finish_deletions(job: SafeDir, job_name: str) -> list[str]:
+    """Delete what an interrupted retention left hidden; return the names deleted."""
+    done = []
+    for name, kind in job.entries():
+        if not name.startswith(DELETING) or kind != "folder":
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            delete_hidden(job, name)
+        log.info("%s: finished deleting %s (an interrupted retention)", job_name, name)
+        done.append(name)
+    return done

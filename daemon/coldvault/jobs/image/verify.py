@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
+import stat
 
 from coldvault.jobs.image.backup import Layout
 from coldvault.jobs.image.legacy import hash_part_file
-from coldvault.jobs.image.manifest import Manifest
-from coldvault.jobs.image.parts import part_name
+from coldvault.jobs.image.manifest import Manifest, PartRecord
+from coldvault.jobs.image.parts import part_name, scan
 from coldvault.progress import ProgressMeter
+from coldvault.system.beneath import SafeDir, UnexpectedEntry
 from coldvault.system.cancel import CancelToken
 
 # (device, inode) → problem text or "" : a part shared by hard links is read once.
@@ -17,7 +18,7 @@ Checked = dict[tuple[int, int], str]
 
 
 def verify_folder(
-    folder: Path,
+    folder: SafeDir,
     manifest: Manifest,
     *,
     checked: Checked,
@@ -29,31 +30,55 @@ def verify_folder(
     problems: list[str] = []
     if len(manifest.parts) < layout.count:
         problems.append(
-            f"{folder}: the manifest lists {len(manifest.parts)} of {layout.count} parts"
+            f"{folder.path}: the manifest lists {len(manifest.parts)} of {layout.count} parts"
         )
+    indexes, odd = scan(folder)
+    problems += [f"{folder.child(name)}: a {kind}, not a part file" for name, kind in odd]
+    problems += [
+        f"{folder.child(part_name(i))}: past the end of the source ({layout.count} parts)"
+        for i in indexes
+        if i >= layout.count
+    ]
     for index in range(layout.count):
         cancel.check()
         record = manifest.parts[index] if index < len(manifest.parts) else None
-        path = folder / part_name(index)
+        path = folder.child(part_name(index))
         if record is None:
             problems.append(f"{path}: not recorded in the manifest (interrupted write?)")
             continue
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
+        st = folder.lstat(part_name(index))
+        if st is None:
             problems.append(f"{path}: missing")
             continue
+        if not stat.S_ISREG(st.st_mode):
+            continue  # reported above
         key = (st.st_dev, st.st_ino)
         if key not in checked:
-            checked[key] = _check(path, st.st_size, record.size, record.zero, record.hash, manifest)
-            meter.update(meter.done + st.st_size, detail=f"{folder.name}: part {index + 1}")
+            checked[key] = _check(
+                folder,
+                part_name(index),
+                st.st_size,
+                record.size,
+                record.zero,
+                record.hash,
+                manifest,
+                cancel,
+            )
+            meter.update(meter.done + st.st_size, detail=f"{folder.path.name}: part {index + 1}")
         if checked[key]:
             problems.append(f"{path}: {checked[key]}")
     return layout.count, problems
 
 
 def _check(
-    path: Path, stored: int, size: int, zero: bool, digest: str | None, manifest: Manifest
+    folder: SafeDir,
+    name: str,
+    stored: int,
+    size: int,
+    zero: bool,
+    digest: str | None,
+    manifest: Manifest,
+    cancel: CancelToken | None = None,
 ) -> str:
     """ "" when the part matches, else what is wrong."""
     if stored == 0:
@@ -61,9 +86,17 @@ def _check(
     if stored != size:
         return f"has {stored} bytes, expected {size}"
     try:
-        got, length, all_zero = hash_part_file(path, manifest.algorithm, manifest.block_size)
+        fd = folder.open_file(name)
+    except UnexpectedEntry as exc:  # swapped since it was listed
+        return f"a {exc.found}, not a part file"
     except OSError as exc:
         return f"unreadable: {exc.strerror}"
+    try:
+        got, length, all_zero = hash_part_file(fd, manifest.algorithm, manifest.block_size, cancel)
+    except OSError as exc:
+        return f"unreadable: {exc.strerror}"
+    finally:
+        os.close(fd)
     if length != size:
         return f"read {length} bytes, expected {size}"
     if zero:
@@ -71,3 +104,21 @@ def _check(
     if got != digest:
         return f"corrupt: {manifest.algorithm} hash differs from the manifest"
     return ""
+
+
+def check_part_file(
+    folder: SafeDir,
+    index: int,
+    stored: int,
+    record: PartRecord,
+    manifest: Manifest,
+    cancel: CancelToken,
+) -> str:
+    """One stored part (``stored`` bytes on disk) against its record: "" or what is wrong.
+
+    For a verification walked part by part; a stop request ends the read within one
+    block (Cancelled).
+    """
+    return _check(
+        folder, part_name(index), stored, record.size, record.zero, record.hash, manifest, cancel
+    )
