@@ -13,12 +13,13 @@ import contextlib
 import logging
 import os
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 
 from coldvault.config.model import BtrfsJob
-from coldvault.errors import DiskError, JobError
+from coldvault.errors import ColdvaultError, DiskError, JobError
 from coldvault.jobs.base import VerifyReport
-from coldvault.jobs.btrfs import diskstate, snapshots, subvol
+from coldvault.jobs.btrfs import diskdir, diskstate, snapshots, subvol
 from coldvault.jobs.btrfs.restore import Chosen, open_backup_folders, select
 from coldvault.jobs.btrfs.subvol import Subvolume
 from coldvault.progress import ProgressCallback, ProgressMeter
@@ -98,6 +99,25 @@ def _mark(
         diskstate.save(folder, updated)
     except (OSError, DiskError) as exc:
         log.warning("cannot record what verify found in %s: %s", folder.child(diskstate.FILE), exc)
+
+
+def record_damage(job: BtrfsJob, job_dir: Path, copy: str, problems: Sequence[str]) -> None:
+    """Mark the copy ``copy`` (``<source>/<name>`` below ``job_dir``) damaged on the disk.
+
+    For the scheduled verification, which finds problems step by step; a copy that is
+    gone meanwhile is not marked.
+    """
+    source, _, name = copy.partition("/")
+    try:
+        with (
+            diskdir.open_job_folder(job_dir, job.target, create=False) as job_folder,
+            job_folder.sub(source) as folder,
+        ):
+            snap = subvol.info_at(folder, name)
+            if snap is not None:
+                _mark(folder, {}, {snap.uuid: (name, tuple(problems))})
+    except (ColdvaultError, OSError, ValueError) as exc:
+        log.warning("cannot record what verify found in %s: %s", job_dir / copy, exc)
 
 
 def _state_problems(info: Subvolume) -> list[str]:

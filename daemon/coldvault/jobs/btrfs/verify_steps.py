@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 from coldvault.config.model import BtrfsJob
 from coldvault.errors import ColdvaultError
 from coldvault.jobs.btrfs.restore import latest_paths
-from coldvault.jobs.btrfs.verify import subvolume_problems
+from coldvault.jobs.btrfs.verify import record_damage, subvolume_problems
 from coldvault.jobs.verify_steps import StepResult, VerifyPosition, over_budget
 from coldvault.progress import ProgressMeter
 from coldvault.system.cancel import CancelToken
@@ -64,7 +64,10 @@ def btrfs_step(
         return step.result(None)
     for target in position.targets[position.targets.index(position.snapshot) :]:
         resume = position if target == position.snapshot else VerifyPosition(snapshot=target)
+        found_before = len(step.problems)
         stopped = _verify_target(job_dir, target, resume, step, position.targets)
+        if len(step.problems) > found_before:  # marked on the disk: never a parent again
+            record_damage(job, job_dir, target, step.problems[found_before:])
         if stopped is not None:
             return step.result(stopped)
     return step.result(None)
