@@ -22,7 +22,10 @@ partitions is, or a device stacked on it (RAID, LUKS, LVM) is.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
+import stat
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -227,3 +230,56 @@ def _hidden(device: Path, parts: list[Path], visible: set[Path]) -> tuple[Path, 
     if not explained and exclusive_busy(device):
         hidden.insert(0, device)
     return tuple(hidden)
+
+
+_LOOP_GET_STATUS64 = 0x4C05
+_LOOP_INFO64 = struct.Struct("=QQQ")  # lo_device, lo_inode, lo_rdevice: the start of loop_info64
+_LOOP_INFO64_SIZE = 232
+
+
+def _loop_backing(name: str, sys_block: Path) -> tuple[int, int, int] | None:
+    """(st_dev, st_ino, st_rdev) of the file behind the bound loop device ``name``.
+
+    From the kernel (``LOOP_GET_STATUS64``), which names the file by device and
+    inode; when the node cannot be opened, from sysfs ``backing_file`` (a path,
+    resolved in this process's view of the file system).
+    """
+    try:
+        fd = os.open(Path("/dev") / name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        fd = -1
+    if fd >= 0:
+        try:
+            raw = fcntl.ioctl(fd, _LOOP_GET_STATUS64, bytes(_LOOP_INFO64_SIZE))
+            dev, ino, rdev = _LOOP_INFO64.unpack_from(raw)
+            return int(dev), int(ino), int(rdev)
+        except OSError:
+            return None  # ENXIO: not bound
+        finally:
+            os.close(fd)
+    try:
+        text = (sys_block / name / "loop" / "backing_file").read_text().rstrip("\n")
+        st = os.stat(text)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_rdev
+
+
+def loops_backed_by(st: os.stat_result, sys_block: Path = SYS_BLOCK) -> list[Path]:
+    """The loop devices whose backing file is the file ``st`` describes (by device and inode).
+
+    A block device backing a loop device is matched by its device number too.
+    """
+    found = []
+    for name in _list(sys_block):
+        if not name.startswith("loop") or not (sys_block / name / "loop").is_dir():
+            continue
+        backing = _loop_backing(name, sys_block)
+        if backing is None:
+            continue
+        dev, ino, rdev = backing
+        same_file = (dev, ino) == (st.st_dev, st.st_ino)
+        same_device = stat.S_ISBLK(st.st_mode) and rdev != 0 and rdev == st.st_rdev
+        if same_file or same_device:
+            found.append(Path("/dev") / name)
+    return found
