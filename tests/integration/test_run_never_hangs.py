@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.conftest import ROOT
+from tests.conftest import ROOT, require
+from tests.integration.hung_fuse import hung_file
 
 from coldvault.service.lock import hold_lock
 
@@ -76,7 +77,8 @@ class Run:
         finally:
             if child.poll() is None:
                 os.killpg(child.pid, signal.SIGKILL)
-            child.wait()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(WAIT)  # a read nobody answers may outlive SIGKILL: the test ends it
 
     def finish(self, *args: str) -> tuple[int, str]:
         """Run to the end (bounded by WAIT); exit code and all output."""
@@ -208,5 +210,19 @@ def test_sigterm_ends_a_run_in_the_middle_of_reading_the_source(cv: Run) -> None
             assert time.monotonic() < deadline, "no part was ever written"
             time.sleep(0.05)
         code, out = _stop(child)
+    assert code == EXIT_CANCELLED, out
+    assert "img: cancelled" in out
+
+
+def test_sigterm_ends_a_run_whose_source_read_hangs(cv: Run) -> None:
+    """A read that never returns (a FUSE file whose server never answers, like a dead
+    disk or server): SIGTERM must still end the run."""
+    require(Path("/dev/fuse").exists(), "needs /dev/fuse")
+    with hung_file(cv.tmp / "fuse", 64 << 20) as hung:
+        cv.write({"source": str(cv.tmp / "fuse" / "src")})
+        with cv.start() as child:
+            _handles_sigterm(child)
+            assert hung.reads.wait(WAIT), "the run never read its source"
+            code, out = _stop(child)
     assert code == EXIT_CANCELLED, out
     assert "img: cancelled" in out
