@@ -88,3 +88,17 @@ def test_a_read_only_mount_is_allowed_with_and_without_allow_mounted(
         run(make_job(ext4), tmp_path / "b")
         run(make_job(ext4, allow_mounted=True), tmp_path / "b")
     assert len(snapshots(tmp_path / "b")) == 2
+
+
+def test_a_file_behind_a_mounted_loop_device_is_judged_like_the_device(tmp_path: Path) -> None:
+    with loop_with(tmp_path, "ext4", "32M") as dev:
+        image = tmp_path / "ext4.img"
+        run(make_job(image), tmp_path / "b")  # attached, not mounted: nothing changes it
+        with mounted(dev, tmp_path / "mnt") as point:
+            message = f"source {image} backs the loop device {dev}: source {dev} is mounted"
+            with pytest.raises(JobError, match=f"{message} read-write at {point}"):
+                run(make_job(image), tmp_path / "b")
+            run(make_job(image, allow_mounted=True), tmp_path / "b")
+        with mounted(dev, tmp_path / "mnt", "ro"):
+            run(make_job(image), tmp_path / "b")
+    assert len(snapshots(tmp_path / "b")) == 3

@@ -70,6 +70,8 @@ def open_source(job: ImageJob) -> Iterator[OpenSource]:
         if kind != "file" and not job.allow_mounted:
             _refuse_mounted_macos(path)
         fd = _open_plain(path, kind)
+        if kind == "file":
+            _check_loop_backing(fd, path, allow_mounted=job.allow_mounted)
     try:
         platform.begin_streaming(fd)
         yield OpenSource(path, fd, platform.size_of(fd))
@@ -169,6 +171,18 @@ def check_source_use(path: Path, use: blockdev.DeviceUse, *, allow_mounted: bool
             hint=hint,
         )
     raise JobError(f"source {path} is in use: {use.describe()}", hint=hint)
+
+
+def _check_loop_backing(fd: int, path: Path, *, allow_mounted: bool) -> None:
+    """A source file behind a loop device in use is judged like that device (closes ``fd``)."""
+    for loop in blockdev.loops_backed_by(os.fstat(fd)):
+        try:
+            check_source_use(loop, blockdev.probe(loop), allow_mounted=allow_mounted)
+        except JobError as exc:
+            os.close(fd)
+            raise JobError(
+                f"source {path} backs the loop device {loop}: {exc.message}", hint=exc.hint
+            ) from None
 
 
 def _refuse_mounted_macos(path: Path) -> None:  # pragma: no cover - macOS only
