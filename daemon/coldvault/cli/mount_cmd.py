@@ -91,7 +91,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
     if rec.raw:
         print(f"  image file: {rec.image}")
     else:
-        print(f"  image file: {rec.image} on {rec.loop}")
+        print(f"  image file: {rec.image} on {', '.join(rec.loops)}")
         for point in rec.mounts:
             print(f"  file system: {point}")
     for note in rec.notes:

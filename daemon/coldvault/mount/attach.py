@@ -9,7 +9,6 @@ skips the replay; the caller reports that it was used.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +28,7 @@ RESCUE_OPTIONS = {
 }
 # A backup is data to look at, never programs or devices to trust.
 BASE_OPTIONS = "ro,nosuid,nodev"
-NODE_WAIT_SECONDS = 10.0
+SECTOR = 512  # partx counts 512-byte sectors for an image file
 
 
 @dataclass(frozen=True)
@@ -40,11 +39,22 @@ class Probe:
     pttype: str | None
 
 
-def attach(image: Path, *, partitions: bool) -> Path:
-    """Attach ``image`` to a free loop device, read-only (``-P``: scan its partitions)."""
+@dataclass(frozen=True, order=True)
+class Partition:
+    """One entry of a partition table: number, and its byte range in the image."""
+
+    number: int
+    offset: int
+    size: int
+
+
+def attach(image: Path, *, offset: int = 0, size: int | None = None) -> Path:
+    """Attach ``image`` (``size`` bytes from ``offset``) to a free loop device, read-only."""
     argv: list[str | Path] = ["losetup", "--read-only", "--find", "--show"]
-    if partitions:
-        argv.append("--partscan")
+    if offset or size is not None:
+        argv += ["--offset", str(offset)]
+    if size is not None:
+        argv += ["--sizelimit", str(size)]
     out = proc.run_text([*argv, image], timeout=QUICK_TIMEOUT).strip()
     if not out.startswith("/dev/loop"):
         raise JobError(f"losetup gave no loop device for {image}: {out!r}")
@@ -77,22 +87,26 @@ def probe(device: Path) -> Probe:
     return Probe(fields.get("TYPE"), fields.get("PTTYPE"))
 
 
-def partitions(loop: Path) -> list[tuple[int, Path]]:
-    """(number, device) of each partition the kernel found on ``loop``, by number."""
+def partitions(image: Path) -> list[Partition]:
+    """The partitions of the table on ``image``, read in user space (``partx``).
+
+    The kernel's own partition scanning (``losetup -P``) needs its partition-table
+    parsers, which not every kernel has (this project's test machines do not), and
+    device nodes from udev; a loop device per partition over an offset range of the
+    image works everywhere.
+    """
+    out = proc.run_text(
+        ["partx", "--show", "--bytes", "--noheadings", "-o", "NR,START,SECTORS", image],
+        timeout=QUICK_TIMEOUT,
+    )
     found = []
-    sysdir = Path("/sys/block") / loop.name
-    for child in sysdir.glob(f"{loop.name}p*"):
-        try:
-            number = int((child / "partition").read_text())
-        except (OSError, ValueError):
-            continue
-        found.append((number, Path("/dev") / child.name))
-    found.sort()
-    deadline = time.monotonic() + NODE_WAIT_SECONDS
-    for _, dev in found:  # the node appears through devtmpfs/udev a moment later
-        while not dev.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-    return found
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) == 3 and all(f.isdigit() for f in fields):
+            number, start, sectors = map(int, fields)
+            if sectors > 0:
+                found.append(Partition(number, start * SECTOR, sectors * SECTOR))
+    return sorted(found)
 
 
 def mount_ro(device: Path, point: Path, fstype: str) -> str | None:

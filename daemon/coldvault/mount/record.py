@@ -2,7 +2,7 @@
 
 One JSON file per mount in ``<runtime_dir>/mounts/``, rewritten (atomically) after
 every step, so a mount that failed half-way, or whose FUSE process was killed, is
-still undone in reverse: unmount ``mounts`` (newest first), detach ``loop``, stop
+still undone in reverse: unmount ``mounts`` (newest first), detach ``loops``, stop
 the FUSE process ``pid`` (identified with its start time, never a reused pid),
 unmount ``fuse_dir`` if still mounted, close the disk layers ``disk_layers``.
 """
@@ -33,7 +33,7 @@ class MountRecord:
     checked: bool = True  # parts are checked against a manifest
     pid: int | None = None  # the FUSE server
     pid_start: float | None = None  # its start time (psutil), against pid reuse
-    loop: str | None = None  # the read-only loop device
+    loops: tuple[str, ...] = ()  # read-only loop devices (one per partition, or one)
     mounts: tuple[str, ...] = ()  # mount points, in the order they were mounted
     made_dirs: tuple[str, ...] = ()  # folders mount created (removed again when empty)
     disk_layers: tuple[str, ...] = ()  # disk layers ``mount`` opened (closed by umount)
@@ -64,7 +64,7 @@ def save(runtime_dir: Path, rec: MountRecord) -> None:
 
 def _parse(text: str) -> MountRecord:
     data = json.loads(text)
-    for key in ("mounts", "made_dirs", "disk_layers", "notes"):
+    for key in ("mounts", "loops", "made_dirs", "disk_layers", "notes"):
         data[key] = tuple(data.get(key, ()))
     return MountRecord(**data)
 

@@ -3,7 +3,8 @@
 Take the lock, open the backup disk if needed, open the snapshot folder beneath the
 backup root, start the FUSE server (which inherits the lock and holds it), then,
 unless ``raw``, attach the image to a read-only loop device and mount what is on
-it read-only at DIR (a file system) or DIR/p1, DIR/p2, … (a partition table).
+it read-only at DIR (a file system), or each partition of a partition table (one
+read-only loop device over its range) at DIR/p1, DIR/p2, …
 Any failure undoes what was done so far, in reverse.
 """
 
@@ -165,13 +166,11 @@ def _mount_inside(runtime: Path, rec: MountRecord) -> MountRecord:
             f"no file system or partition table recognised in the snapshot {rec.snapshot}",
             hint="`coldvault mount --raw` exposes the image file as it is",
         )
-    loop = attach.attach(image, partitions=found.fstype is None)
-    rec = rec.with_(loop=str(loop))
-    mount_record.save(runtime, rec)
     if found.fstype is not None:
-        return _mount_one(runtime, rec, loop, Path(rec.dir), found.fstype, "")
-    for number, dev in attach.partitions(loop):
-        rec = _mount_partition(runtime, rec, number, dev)
+        rec = _attach(runtime, rec, image)
+        return _mount_one(runtime, rec, Path(rec.loops[-1]), Path(rec.dir), found.fstype, "")
+    for part in attach.partitions(image):
+        rec = _mount_partition(runtime, rec, part)
     if not rec.mounts:
         raise JobError(
             f"no partition of the {found.pttype} partition table holds a file system "
@@ -181,8 +180,22 @@ def _mount_inside(runtime: Path, rec: MountRecord) -> MountRecord:
     return rec
 
 
-def _mount_partition(runtime: Path, rec: MountRecord, number: int, dev: Path) -> MountRecord:
-    label = f"p{number}"
+def _attach(
+    runtime: Path, rec: MountRecord, image: Path, part: attach.Partition | None = None
+) -> MountRecord:
+    if part is None:
+        loop = attach.attach(image)
+    else:
+        loop = attach.attach(image, offset=part.offset, size=part.size)
+    rec = rec.with_(loops=(*rec.loops, str(loop)))
+    mount_record.save(runtime, rec)
+    return rec
+
+
+def _mount_partition(runtime: Path, rec: MountRecord, part: attach.Partition) -> MountRecord:
+    label = f"p{part.number}"
+    rec = _attach(runtime, rec, Path(rec.image), part)
+    dev = Path(rec.loops[-1])
     fstype = attach.probe(dev).fstype
     if fstype is None or fstype == "swap":
         what = "swap" if fstype == "swap" else "no file system recognised"

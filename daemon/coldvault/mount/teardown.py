@@ -37,10 +37,10 @@ def teardown(config: Config, rec: MountRecord, *, lock_held: bool = False) -> li
         done.append(f"unmounted {point}")
         rec = rec.with_(mounts=tuple(p for p in rec.mounts if p != point))
         mount_record.save(runtime, rec)
-    if rec.loop is not None:
-        if attach.detach(Path(rec.loop), rec.image):
-            done.append(f"detached {rec.loop}")
-        rec = rec.with_(loop=None)
+    for loop in reversed(rec.loops):
+        if attach.detach(Path(loop), rec.image):
+            done.append(f"detached {loop}")
+        rec = rec.with_(loops=tuple(d for d in rec.loops if d != loop))
         mount_record.save(runtime, rec)
     if server.stop(rec.pid, rec.pid_start):
         done.append(f"stopped the FUSE server (pid {rec.pid})")
