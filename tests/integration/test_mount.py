@@ -430,6 +430,10 @@ def test_the_lock_is_held_while_mounted(env: Env) -> None:
     assert f"coldvault process {rec['pid']}" in busy.stderr
     closing = env.cli("close")
     assert closing.returncode == 5
+    status = env.cli("status")
+    assert f"mounted: img {rec['snapshot']} at {view} (holds the backup disk)" in status.stdout
+    listed = json.loads(env.cli("status", "--json").stdout)["mounts"]
+    assert [(m["dir"], m["running"]) for m in listed] == [(str(view), True)]
     again = env.cli("mount", "img", view)
     assert again.returncode != 0 and "already" in again.stderr
     env.ok("umount", view)

@@ -12,62 +12,20 @@ standard error, which ``coldvault mount`` points at a log file.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
 import sys
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import pyfuse3
 import trio
 
 from coldvault.mount.fusefs import ImageFS
 from coldvault.mount.image import VirtualImage
-from coldvault.mount.table import PartTable
+from coldvault.mount.spec import ServeSpec
 from coldvault.system.beneath import SafeDir
 
 log = logging.getLogger("coldvault.mount")
-
-
-@dataclass(frozen=True)
-class ServeSpec:
-    """What the server is told to serve, and where."""
-
-    fuse_dir: Path
-    name: str
-    folder_fd: int
-    folder_path: Path
-    lock_fd: int
-    table: PartTable
-
-    def to_json(self) -> str:
-        """The JSON the parent writes to the server's standard input."""
-        return json.dumps(
-            {
-                "fuse_dir": str(self.fuse_dir),
-                "name": self.name,
-                "folder_fd": self.folder_fd,
-                "folder_path": str(self.folder_path),
-                "lock_fd": self.lock_fd,
-                "table": self.table.to_json(),
-            }
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> ServeSpec:
-        """Parse what :meth:`to_json` wrote."""
-        data: dict[str, Any] = json.loads(text)
-        return cls(
-            Path(data["fuse_dir"]),
-            str(data["name"]),
-            int(data["folder_fd"]),
-            Path(data["folder_path"]),
-            int(data["lock_fd"]),
-            PartTable.from_json(data["table"]),
-        )
 
 
 def claim_lock(fd: int) -> None:

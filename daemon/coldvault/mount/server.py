@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 
 from coldvault.errors import JobError
-from coldvault.mount.serve import ServeSpec
+from coldvault.mount.spec import ServeSpec
 from coldvault.system import proc
 
 START_TIMEOUT = 60.0

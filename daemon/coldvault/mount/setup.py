@@ -23,8 +23,8 @@ from coldvault.jobs.image.reader import new_hasher
 from coldvault.mount import attach, server, table
 from coldvault.mount import record as mount_record
 from coldvault.mount.record import MountRecord
-from coldvault.mount.serve import ServeSpec
 from coldvault.mount.snapshot import open_snapshot
+from coldvault.mount.spec import ServeSpec
 from coldvault.mount.teardown import teardown
 from coldvault.service.lock import open_locked
 from coldvault.system.beneath import SafeDir
