@@ -477,3 +477,33 @@ def test_mount_opens_and_umount_closes_the_backup_disk(env: Env, scratch: list[s
     env.ok("umount", view)
     assert f" {point} " in Path("/proc/self/mountinfo").read_text()
     env.ok("close")
+
+
+# -- a mount that fails half-way undoes what it did ---------------------------------------
+
+
+def test_a_failed_mount_leaves_nothing_behind(env: Env) -> None:
+    _raw_source(env, 2)  # random bytes: no file system, no partition table
+    view = env.tmp / "view"
+    done = env.cli("mount", "img", view)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "no file system or partition table" in done.stderr and "--raw" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert env.records() == [] and not view.exists()
+    assert " fuse" not in "".join(
+        line
+        for line in Path("/proc/self/mountinfo").read_text().splitlines(True)
+        if str(env.tmp) in line
+    )
+    env.ok("run", "img")  # the lock was released
+
+
+def test_a_malformed_manifest_is_refused(env: Env) -> None:
+    _raw_source(env, 2)
+    manifest = env.backup / "img" / env.snapshots()[0] / ".coldvault-manifest.json"
+    data = json.loads(manifest.read_text())
+    data["parts"][0]["hash"] = "../../etc/passwd"
+    manifest.write_text(json.dumps(data))
+    done = env.cli("mount", "img", env.tmp / "view", "--raw")
+    assert done.returncode == 1 and "malformed" in done.stderr, done.stderr
+    assert env.records() == []

@@ -30,6 +30,8 @@ class ImageFS(pyfuse3.Operations):
         self.image = image
         self.name = name.encode()
         self.mtime_ns = time.time_ns()
+        self.reads = 0
+        self.bytes_read = 0
 
     def _attrs(self, inode: pyfuse3.InodeT) -> pyfuse3.EntryAttributes:
         attrs = pyfuse3.EntryAttributes()
@@ -95,6 +97,8 @@ class ImageFS(pyfuse3.Operations):
 
     async def read(self, fh: pyfuse3.FileHandleT, off: int, size: int) -> bytes:
         """Bytes of the image; EIO where a part failed its check."""
+        self.reads += 1
+        self.bytes_read += size
         try:
             if self.image.ready(off, size):
                 return self.image.read(off, size)

@@ -24,6 +24,8 @@ from coldvault.system.beneath import SafeDir
 log = logging.getLogger("coldvault.mount")
 
 CHECK_CHUNK = 4 << 20
+PREFETCH_PARTS = 3
+CHECK_WORKERS = 2
 _ZEROS = bytes(CHECK_CHUNK)
 
 
@@ -53,7 +55,7 @@ class VirtualImage:
         self._parts = [_Part(spec) for spec in table.parts]
         self._offsets = [i * table.part_size for i in range(len(table.parts))]
         self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="part-check")
+        self._pool = ThreadPoolExecutor(max_workers=CHECK_WORKERS, thread_name_prefix="part-check")
 
     # -- reading ----------------------------------------------------------------------
 
@@ -68,6 +70,9 @@ class VirtualImage:
         if size == 0:
             return b""
         first, last = self._range(offset, size)
+        self._prefetch(first)
+        if first == last:  # the common case: one pread, no extra copy
+            return self._read_part(first, offset - self._offsets[first], size)
         out = bytearray(size)
         view = memoryview(out)
         done = 0
@@ -81,8 +86,25 @@ class VirtualImage:
                 if n != step:
                     raise self._fail(index, part, f"shrank while mounted (read {n} of {step})")
             done += step
-        self._prefetch(last + 1)
         return bytes(out)
+
+    def _read_part(self, index: int, begin: int, size: int) -> bytes:
+        part = self._checked(index)
+        if part.zeros:
+            return bytes(size)
+        assert part.fd is not None
+        data = os.pread(part.fd, size, begin)
+        if len(data) != size:
+            data += self._read_rest(index, part, begin + len(data), size - len(data))
+        return data
+
+    def _read_rest(self, index: int, part: _Part, begin: int, size: int) -> bytes:
+        assert part.fd is not None
+        buf = bytearray(size)
+        n = read_full(part.fd, memoryview(buf), begin)
+        if n != size:
+            raise self._fail(index, part, f"shrank while mounted (read {n} of {size})")
+        return bytes(buf)
 
     def _range(self, offset: int, size: int) -> tuple[int, int]:
         ps = self.table.part_size
@@ -111,8 +133,10 @@ class VirtualImage:
             return part.future
 
     def _prefetch(self, index: int) -> None:
-        if index < len(self._parts) and not self._parts[index].checked:
-            self._start_check(index)
+        """Check the next parts in the background (a sequential reader finds them ready)."""
+        for ahead in range(index, min(index + PREFETCH_PARTS, len(self._parts))):
+            if not self._parts[ahead].checked:
+                self._start_check(ahead)
 
     def _check(self, index: int) -> None:
         part = self._parts[index]
@@ -152,6 +176,8 @@ class VirtualImage:
     def _hash_check(self, fd: int, spec: PartSpec) -> None:
         assert self.table.algorithm is not None
         hasher = new_hasher(self.table.algorithm)
+        # The kernel reads the whole part ahead while we hash what already arrived.
+        os.posix_fadvise(fd, 0, spec.size, os.POSIX_FADV_WILLNEED)
         buf = bytearray(CHECK_CHUNK)
         offset, nonzero = 0, False
         while offset < spec.size:

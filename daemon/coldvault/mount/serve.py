@@ -63,8 +63,9 @@ def serve(spec: ServeSpec) -> int:
     claim_lock(spec.lock_fd)
     image = VirtualImage(SafeDir(spec.folder_fd, spec.folder_path), spec.table)
     options = set(pyfuse3.default_options) | {"ro", "fsname=coldvault", "subtype=coldvault"}
+    fs = ImageFS(image, spec.name)
     try:
-        pyfuse3.init(ImageFS(image, spec.name), str(spec.fuse_dir), options)
+        pyfuse3.init(fs, str(spec.fuse_dir), options)
     except Exception as exc:
         _answer(f"error: cannot mount the image at {spec.fuse_dir}: {exc}")
         image.close()
@@ -80,7 +81,7 @@ def serve(spec: ServeSpec) -> int:
     finally:
         pyfuse3.close(unmount=unmount)
         image.close()
-    log.info("unmounted %s", spec.fuse_dir)
+    log.info("unmounted %s after %d reads of %d bytes", spec.fuse_dir, fs.reads, fs.bytes_read)
     return 0
 
 

@@ -53,6 +53,7 @@ def teardown(config: Config, rec: MountRecord, *, lock_held: bool = False) -> li
             os.rmdir(folder)
     if rec.disk_layers:
         done.append(_close_disk(config, rec.disk_layers, lock_held))
+    mount_record.path_for(runtime, rec.dir).with_suffix(".log").unlink(missing_ok=True)
     mount_record.delete(runtime, rec.dir)
     return done
 
