@@ -18,7 +18,8 @@ import trio
 
 from coldvault.mount.image import VirtualImage
 
-FILE_INODE = pyfuse3.InodeT(pyfuse3.ROOT_INODE + 1)
+# Debian 12's pyfuse3 (3.2.1) has no InodeT/ModeT/... at run time: plain ints and bytes.
+FILE_INODE = pyfuse3.ROOT_INODE + 1
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_TRUNC | os.O_CREAT
 
 
@@ -41,10 +42,10 @@ class ImageFS(pyfuse3.Operations):
         attrs.entry_timeout = attrs.attr_timeout = 3600
         attrs.st_blksize = 1 << 20
         if inode == pyfuse3.ROOT_INODE:
-            attrs.st_mode = pyfuse3.ModeT(stat.S_IFDIR | 0o555)
+            attrs.st_mode = stat.S_IFDIR | 0o555
             attrs.st_nlink = 2
         elif inode == FILE_INODE:
-            attrs.st_mode = pyfuse3.ModeT(stat.S_IFREG | 0o444)
+            attrs.st_mode = stat.S_IFREG | 0o444
             attrs.st_nlink = 1
             attrs.st_size = self.image.size
             attrs.st_blocks = -(-self.image.size // 512)
@@ -75,14 +76,14 @@ class ImageFS(pyfuse3.Operations):
         """The root is the only folder."""
         if inode != pyfuse3.ROOT_INODE:
             raise pyfuse3.FUSEError(errno.ENOTDIR)
-        return pyfuse3.FileHandleT(inode)
+        return inode
 
     async def readdir(
         self, fh: pyfuse3.FileHandleT, start_id: int, token: pyfuse3.ReaddirToken
     ) -> None:
         """One entry: the image."""
         if start_id == 0:
-            pyfuse3.readdir_reply(token, pyfuse3.FileNameT(self.name), self._attrs(FILE_INODE), 1)
+            pyfuse3.readdir_reply(token, self.name, self._attrs(FILE_INODE), 1)
 
     async def open(
         self, inode: pyfuse3.InodeT, flags: int, ctx: pyfuse3.RequestContext
@@ -93,7 +94,7 @@ class ImageFS(pyfuse3.Operations):
         if flags & _WRITE_FLAGS:
             raise pyfuse3.FUSEError(errno.EROFS)
         # keep_cache: the content never changes, so the page cache stays valid across opens.
-        return pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(inode), keep_cache=True)
+        return pyfuse3.FileInfo(fh=inode, keep_cache=True)
 
     async def read(self, fh: pyfuse3.FileHandleT, off: int, size: int) -> bytes:
         """Bytes of the image; EIO where a part failed its check."""

@@ -28,10 +28,10 @@ from coldvault.system.beneath import SafeDir
 log = logging.getLogger("coldvault.mount")
 
 
-def claim_lock(fd: int) -> None:
+def claim_lock(fd: int, purpose: str) -> None:
     """Name this process as the lock's holder (the parent's flock is shared with us)."""
     os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    os.pwrite(fd, f"{os.getpid()} ({purpose})\n".encode() if purpose else b"%d\n" % os.getpid(), 0)
 
 
 async def _serve() -> None:
@@ -60,7 +60,7 @@ def _answer(text: str) -> None:
 
 def serve(spec: ServeSpec) -> int:
     """Mount, answer ``ready``, serve until told to stop; return the exit status."""
-    claim_lock(spec.lock_fd)
+    claim_lock(spec.lock_fd, spec.purpose)
     image = VirtualImage(SafeDir(spec.folder_fd, spec.folder_path), spec.table)
     options = set(pyfuse3.default_options) | {"ro", "fsname=coldvault", "subtype=coldvault"}
     fs = ImageFS(image, spec.name)

@@ -138,7 +138,13 @@ def _start_server(
     runtime: Path, rec: MountRecord, folder: SafeDir, parts: table.PartTable, lock_fd: int
 ) -> MountRecord:
     spec = ServeSpec(
-        Path(rec.fuse_dir), Path(rec.image).name, folder.fd, folder.path, lock_fd, parts
+        Path(rec.fuse_dir),
+        Path(rec.image).name,
+        folder.fd,
+        folder.path,
+        lock_fd,
+        parts,
+        purpose=f"`coldvault mount` of {rec.job} at {rec.dir}",
     )
     log_file = mount_record.path_for(runtime, rec.dir).with_suffix(".log")
     pid, started = server.start(spec, log_file)

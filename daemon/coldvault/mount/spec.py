@@ -20,6 +20,7 @@ class ServeSpec:
     folder_path: Path
     lock_fd: int
     table: PartTable
+    purpose: str = ""  # written after the pid into the lock file: what holds the disk
 
     def to_json(self) -> str:
         """The JSON the parent writes to the server's standard input."""
@@ -31,6 +32,7 @@ class ServeSpec:
                 "folder_path": str(self.folder_path),
                 "lock_fd": self.lock_fd,
                 "table": self.table.to_json(),
+                "purpose": self.purpose,
             }
         )
 
@@ -45,4 +47,5 @@ class ServeSpec:
             Path(data["folder_path"]),
             int(data["lock_fd"]),
             PartTable.from_json(data["table"]),
+            str(data.get("purpose", "")),
         )
