@@ -4,8 +4,10 @@ The first read that touches a part reads the whole part and checks it against it
 hash (or that it is all zeros) before any of its bytes are served; a part that
 fails, is missing or is not a regular file reads as EIO from then on, never as
 wrong data. A checked part's descriptor stays open, so a later swap of the name on
-the disk cannot change what is served. While one part is read, the next one is
-checked in the background, so a sequential reader rarely waits for a hash.
+the disk cannot change what is served. While a sequential reader reads one part, the
+next ones are checked in the background (two at a time: the disk read of one overlaps
+the hash of the other), so it rarely waits for a hash; random reads (browsing a file
+system) check only the parts they touch.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from coldvault.system.beneath import SafeDir
 log = logging.getLogger("coldvault.mount")
 
 CHECK_CHUNK = 4 << 20
-PREFETCH_PARTS = 3
+PREFETCH_PARTS = 2  # parts checked ahead of a sequential reader
+SEQUENTIAL_SLACK = 8 << 20  # concurrent read-ahead requests arrive a little out of order
 CHECK_WORKERS = 2
 _ZEROS = bytes(CHECK_CHUNK)
 
@@ -65,6 +68,7 @@ class VirtualImage:
         self._parts = [_Part(spec) for spec in table.parts]
         self._offsets = [i * table.part_size for i in range(len(table.parts))]
         self._lock = threading.Lock()
+        self._last_end = 0  # where the previous read ended
         self._pool = ThreadPoolExecutor(max_workers=CHECK_WORKERS, thread_name_prefix="part-check")
 
     # -- reading ----------------------------------------------------------------------
@@ -80,7 +84,9 @@ class VirtualImage:
         if size == 0:
             return b""
         first, last = self._range(offset, size)
-        self._prefetch(first)
+        if abs(offset - self._last_end) <= SEQUENTIAL_SLACK:  # only a sequential reader
+            self._prefetch(first + 1)  # gains from parts checked ahead; browsing does not
+        self._last_end = offset + size
         if first == last:  # the common case: one pread, no extra copy
             return self._read_part(first, offset - self._offsets[first], size)
         out = bytearray(size)
@@ -143,7 +149,7 @@ class VirtualImage:
             return part.future
 
     def _prefetch(self, index: int) -> None:
-        """Check the next parts in the background (a sequential reader finds them ready)."""
+        """Check parts from ``index`` on in the background, for a sequential reader."""
         for ahead in range(index, min(index + PREFETCH_PARTS, len(self._parts))):
             if not self._parts[ahead].checked:
                 self._start_check(ahead)
