@@ -95,6 +95,10 @@ def test_live_status_busy_sigterm_mid_job_then_resume(env: DaemonEnv) -> None:
         return int(str(progress.get("done_bytes", 0))) > 0
 
     env.wait_until("live progress", running)
+    assert env.proc is not None
+    # Hold the job where it is (the lock stays held) so a slow machine cannot let it
+    # finish before the checks below and the stop.
+    env.proc.send_signal(signal.SIGSTOP)
     assert progress["job"] == "home"
     assert progress["phase"] == "reading"
     assert progress["total_bytes"] == src.stat().st_size
@@ -108,6 +112,7 @@ def test_live_status_busy_sigterm_mid_job_then_resume(env: DaemonEnv) -> None:
     assert "busy" in busy.stderr and str(env.proc.pid if env.proc else "") in busy.stderr
 
     # SIGTERM in the middle of the job: clean exit, no success claimed, no snapshot made.
+    env.proc.send_signal(signal.SIGCONT)
     assert env.stop() == 0
     state = env.job_state("home")
     assert state is not None

@@ -119,11 +119,11 @@ def test_restore_skip_zeros_leaves_zero_parts_unwritten(tmp_path: Path) -> None:
     dest.write_bytes(b"\x55" * (5 * PART))
     got = restore_bytes(make_job(src), tmp_path / "b", dest, skip_zeros=True)
     full = src.read_bytes()
-    assert len(got) == len(full)
+    assert len(got) == 5 * PART > len(full)  # a destination file is never shrunk
     assert got[: 3 * PART + 100] == full[: 3 * PART + 100]
-    assert got[4 * PART :] == b"\x55" * (len(full) - 4 * PART)  # null part 4 skipped
+    assert got[4 * PART :] == b"\x55" * PART  # null part 4 skipped, the tail left alone
     got = restore_bytes(make_job(src), tmp_path / "b", dest)
-    assert got == full
+    assert got[: len(full)] == full
 
 
 def test_restore_unknown_snapshot_is_clear(tmp_path: Path) -> None:

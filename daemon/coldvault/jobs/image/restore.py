@@ -5,12 +5,12 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import stat
 from pathlib import Path
 
 from coldvault import platform
 from coldvault.errors import IntegrityError, JobError
 from coldvault.jobs.image.backup import Layout
+from coldvault.jobs.image.destination import open_destination
 from coldvault.jobs.image.manifest import Manifest, PartRecord
 from coldvault.jobs.image.parts import part_name
 from coldvault.jobs.image.reader import new_hasher, read_full
@@ -19,31 +19,6 @@ from coldvault.system.beneath import SafeDir, UnexpectedEntry
 from coldvault.system.cancel import CancelToken
 
 log = logging.getLogger("coldvault.image")
-
-
-def open_destination(dest: Path, size: int) -> tuple[int, bool]:
-    """Open ``dest`` for writing; (fd, is a regular file). Refuses mounted or small devices."""
-    if platform.is_block_device(dest):
-        points = platform.mounted_anywhere(dest)
-        if points:
-            raise JobError(
-                f"restore destination {dest} is mounted at {', '.join(points)}",
-                hint="unmount it first; restoring over a mounted filesystem destroys it",
-            )
-    try:
-        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError as exc:
-        raise JobError(f"cannot open restore destination {dest}: {exc.strerror}") from None
-    regular = stat.S_ISREG(os.fstat(fd).st_mode)
-    if not regular:
-        have = platform.size_of(fd)
-        if have < size:
-            os.close(fd)
-            raise JobError(
-                f"restore destination {dest} has {have} bytes, the image needs {size}",
-                hint="restore to a device or partition at least as large as the source was",
-            )
-    return fd, regular
 
 
 def restore(
@@ -60,7 +35,7 @@ def restore(
     layout = Layout(manifest.source_size, manifest.part_size, manifest.block_size)
     if not 0 <= start_part <= layout.count:
         raise JobError(f"--start-part {start_part} is outside 0..{layout.count}")
-    fd, regular = open_destination(dest, manifest.source_size)
+    fd, extend = open_destination(dest, manifest.source_size)
     written = 0
     try:
         platform.begin_streaming(fd)
@@ -78,7 +53,7 @@ def restore(
                 written,
                 f"part {index + 1} of {layout.count}",
             )
-        if regular:
+        if extend:  # never shrink: a larger destination file keeps its tail
             os.ftruncate(fd, manifest.source_size)
         os.fsync(fd)
     except OSError as exc:
