@@ -25,6 +25,7 @@ class Progress:
     rate: float | None = None  # bytes per second
     eta_seconds: float | None = None
     detail: str = ""  # e.g. "part 12 of 40, 3 changed"
+    total_is_estimate: bool = False  # e.g. a btrfs send's size, guessed from the last send
 
     @property
     def fraction(self) -> float | None:
@@ -37,7 +38,8 @@ class Progress:
         """One line for humans: ``home: sending 1.2 GiB of 4.0 GiB, 180 MB/s, ETA 0:00:16``."""
         text = f"{self.job}: {self.phase} {human_bytes(self.done_bytes)}"
         if self.total_bytes is not None:
-            text += f" of {human_bytes(self.total_bytes)}"
+            about = "about " if self.total_is_estimate else ""
+            text += f" of {about}{human_bytes(self.total_bytes)}"
         if self.rate:
             text += f", {self.rate / 1e6:.0f} MB/s"
         if self.eta_seconds is not None:
@@ -80,8 +82,11 @@ class ProgressMeter:
         total_bytes: int | None = None,
         interval: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        estimate: bool = False,
     ) -> None:
         self.job, self.phase, self.total = job, phase, total_bytes
+        self.estimate = estimate  # the total is a guess: never shown below what is done
         self._cb, self._interval, self._clock = callback, interval, clock
         self._start = clock()
         self._last_emit = float("-inf")
@@ -103,11 +108,22 @@ class ProgressMeter:
         """The current progress, with rate and ETA."""
         elapsed = self._clock() - self._start
         rate = self.done / elapsed if elapsed > 0 and self.done else None
+        total = self.total
+        if self.estimate and total is not None:
+            total = max(total, self.done)
         eta = None
-        if rate and self.total is not None:
-            eta = max(0.0, (self.total - self.done) / rate)
+        if rate and total is not None:
+            eta = max(0.0, (total - self.done) / rate)
         return Progress(
-            self.job, self.phase, self.done, self.total, self.written, rate, eta, self.detail
+            self.job,
+            self.phase,
+            self.done,
+            total,
+            self.written,
+            rate,
+            eta,
+            self.detail,
+            total_is_estimate=self.estimate and total is not None,
         )
 
     def emit(self) -> None:

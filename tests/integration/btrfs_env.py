@@ -49,11 +49,28 @@ MakeFs = Callable[..., Fs]
 @pytest.fixture
 def make_fs(tmp_path: Path) -> Iterator[MakeFs]:
     """Factory: ``make_fs("src", size_mib=300, fstype="btrfs")`` -> mounted :class:`Fs`."""
+    yield from _fs_factory(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def module_fs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MakeFs]:
+    """Like ``make_fs``, but the filesystems live for a whole test module.
+
+    For cases that each work in folders of their own (own job name, own source
+    subvolume), so that making filesystems does not dominate the run time.
+    """
+    yield from _fs_factory(tmp_path_factory.mktemp("fs"))
+
+
+def _fs_factory(tmp_path: Path) -> Iterator[MakeFs]:
     require_root()
     require_programs("btrfs", "mkfs.btrfs", "losetup", "mount", "umount")
     made: list[Fs] = []
 
     def make(name: str, size_mib: int = 300, fstype: str = "btrfs") -> Fs:
+        known = next((fs for fs in made if fs.mount.name == name), None)
+        if known is not None:  # a module's filesystems are made once
+            return known
         image = tmp_path / f"{name}.img"
         with open(image, "wb") as f:
             f.truncate(size_mib * MiB)
@@ -146,3 +163,8 @@ def subvol_field(path: Path, field: str) -> str:
         if key.strip() == field:
             return value.strip()
     raise AssertionError(f"{field} not in btrfs subvolume show {path}")
+
+
+def snapshot_names(folder: Path) -> list[str]:
+    """Names in a snapshot folder but the links and coldvault's hidden files."""
+    return sorted(p.name for p in folder.iterdir() if not p.is_symlink() and p.name[0] != ".")

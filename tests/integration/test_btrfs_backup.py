@@ -16,6 +16,7 @@ from tests.integration.btrfs_env import (
     random_file,
     run_job,
     sh,
+    snapshot_names,
     subvol_field,
     tree_digest,
 )
@@ -196,8 +197,8 @@ def test_retention_keeps_the_shared_parent(make_fs: MakeFs) -> None:
         results.append(run_job(job, job_dir))
         if i:
             assert "incremental" in results[-1].summary  # the parent survived pruning
-    on_source = sorted(p.name for p in snaps.iterdir() if not p.is_symlink())
-    on_target = sorted(p.name for p in (job_dir / "data").iterdir() if not p.is_symlink())
+    on_source = snapshot_names(snaps)
+    on_target = snapshot_names(job_dir / "data")
     assert on_source == [results[-1].snapshot]
     assert on_target == [results[-2].snapshot, results[-1].snapshot]
     assert not (snaps / "previous").is_symlink()
@@ -222,12 +223,12 @@ def test_cancel_deletes_partial_receive(make_fs: MakeFs) -> None:
 
     with pytest.raises(ColdvaultError, match="cancel"):
         BtrfsRunner(job).run(job_dir, progress, cancel)
-    left = sorted(p.name for p in (job_dir / "data").iterdir())
+    left = sorted(p.name for p in (job_dir / "data").iterdir() if p.name[0] != ".")
     assert left == sorted([str(first.snapshot), "latest"])
     assert os.readlink(job_dir / "data" / "latest") == first.snapshot
     # The unsent source snapshot is gone too; the next run is incremental from the first.
     snaps = _snapdir(src.mount, "data", "data")
-    assert sorted(p.name for p in snaps.iterdir() if not p.is_symlink()) == [first.snapshot]
+    assert snapshot_names(snaps) == [first.snapshot]
     again = run_job(job, job_dir)
     assert f"incremental from {first.snapshot}" in again.summary
 
@@ -308,7 +309,7 @@ def test_retention_never_deletes_the_shared_parent_even_when_outranked(make_fs: 
     sh("btrfs", "subvolume", "snapshot", "-r", vol, snaps / "data.20991231T000000Z")
     second = run_job(job, job_dir)
     assert f"incremental from {first.snapshot}" in second.summary
-    kept = sorted(p.name for p in snaps.iterdir() if not p.is_symlink())
+    kept = snapshot_names(snaps)
     assert kept == sorted([str(second.snapshot), "data.20991231T000000Z"])
     random_file(vol / "more.bin", 4096)
     third = run_job(job, job_dir)

@@ -22,6 +22,7 @@ from tests.integration.btrfs_env import (
     random_file,
     run_job,
     sh,
+    snapshot_names,
     subvol_field,
     tree_digest,
 )
@@ -71,7 +72,7 @@ def cli(
 
 
 def _received(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if not p.is_symlink())
+    return snapshot_names(folder)
 
 
 def test_sigkill_mid_stream_then_next_run_cleans_up(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -14,10 +15,12 @@ from tests.integration.btrfs_env import (
     random_file,
     run_job,
     sh,
+    subvol_field,
 )
 from tests.integration.test_btrfs_faults import _physical_offset
 
 from coldvault.config.model import BtrfsJob
+from coldvault.jobs.btrfs import diskstate
 from coldvault.jobs.verify_steps import StepResult, VerifyPosition, verify_step
 from coldvault.progress import ProgressMeter, no_progress
 from coldvault.system.cancel import CancelToken
@@ -94,6 +97,11 @@ def test_damaged_block_found_in_a_later_step(make_fs: MakeFs) -> None:
     assert len(found) == 1, found
     index, problem = found[0]
     assert index > 0 and "z.bin" in problem and "cannot be read back" in problem
+    # Marked on the disk as the manual verify does: the next run does not build on it.
+    marks = json.loads((copy.parent / diskstate.FILE).read_text())["damaged"]
+    assert marks[subvol_field(copy, "UUID")]["problems"] == [problem]
+    random_file(vol / "c.bin", 4096)
+    assert "full" in run_job(job, dst.mount / "data").summary
 
 
 def test_cancel_keeps_the_position(make_fs: MakeFs) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from coldvault.errors import JobError
 from coldvault.jobs.btrfs import parent, snapshots, subvol
+from coldvault.system.beneath import SafeDir
 
 DATA = Path(__file__).parent / "data" / "btrfs"
 SOURCE_SNAP_UUID = "7b86dd67-3de5-484e-a40e-437e6d88946d"
@@ -146,25 +147,73 @@ def test_new_name_sorts_after_existing_ones(tmp_path: Path) -> None:
     src, dst = tmp_path / "src", tmp_path / "dst"
     src.mkdir()
     dst.mkdir()
-    assert snapshots.new_name([src, dst], "home", when) == "home.20261123T055550Z"
-    (dst / "home.20261123T055550Z_1").mkdir()  # only on the other side
-    assert snapshots.new_name([src, dst], "home", when) == "home.20261123T055550Z_2"
-    later = when + timedelta(seconds=1)
-    assert snapshots.new_name([src, dst], "home", later) == "home.20261123T055551Z"
+    with SafeDir.open_root(src) as s, SafeDir.open_root(dst) as d:
+        assert snapshots.new_name([s, d], "home", when) == "home.20261123T055550Z"
+        (dst / "home.20261123T055550Z_1").mkdir()  # only on the other side
+        assert snapshots.new_name([s, d], "home", when) == "home.20261123T055550Z_2"
+        later = when + timedelta(seconds=1)
+        assert snapshots.new_name([s, d], "home", later) == "home.20261123T055551Z"
 
 
 def test_links_follow_the_newest_names(tmp_path: Path) -> None:
-    snapshots.update_links(tmp_path, ["b", "a"])
-    assert (tmp_path / "latest").readlink() == Path("b")
-    assert (tmp_path / "previous").readlink() == Path("a")
-    snapshots.update_links(tmp_path, ["c"])
-    assert (tmp_path / "latest").readlink() == Path("c")
-    assert not (tmp_path / "previous").is_symlink()
-    snapshots.update_links(tmp_path, [])
-    assert not (tmp_path / "latest").is_symlink()
-    (tmp_path / "latest").mkdir()  # a user's folder is never replaced
-    snapshots.update_links(tmp_path, ["d"])
-    assert (tmp_path / "latest").is_dir() and not (tmp_path / "latest").is_symlink()
+    with SafeDir.open_root(tmp_path) as folder:
+        snapshots.update_links(folder, ["b", "a"])
+        assert (tmp_path / "latest").readlink() == Path("b")
+        assert (tmp_path / "previous").readlink() == Path("a")
+        snapshots.update_links(folder, ["c"])
+        assert (tmp_path / "latest").readlink() == Path("c")
+        assert not (tmp_path / "previous").is_symlink()
+        snapshots.update_links(folder, [])
+        assert not (tmp_path / "latest").is_symlink()
+        (tmp_path / "latest").mkdir()  # a user's folder is never replaced
+        snapshots.update_links(folder, ["d"])
+        assert (tmp_path / "latest").is_dir() and not (tmp_path / "latest").is_symlink()
+        (tmp_path / ".previous.new").symlink_to("/etc")  # left by a killed swap
+        snapshots.leftover_links(folder)
+        assert not (tmp_path / ".previous.new").is_symlink()
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["latest"]
+
+
+def test_disk_state_is_validated_when_read(tmp_path: Path) -> None:
+    from coldvault.jobs.btrfs import diskstate
+
+    state = diskstate.with_sent(diskstate.DiskState(), "full", 123)
+    state = diskstate.with_verified(state, {}, {"u1": ("data.20261123T055550Z", ("bad",))})
+    assert diskstate.parse(state.to_json()) == state
+    cleared = diskstate.with_verified(state, {"u1": "data.20261123T055550Z"}, {})
+    assert cleared.damaged == {} and cleared.sent == {"full": 123}
+    for text in (
+        "[]",
+        '{"version": 2}',
+        '{"version": 1, "sent": {"full": -1}}',
+        '{"version": 1, "sent": {"x": 1}}',
+        '{"version": 1, "damaged": {"u": 5}}',
+        "{",
+    ):
+        with pytest.raises(ValueError):
+            diskstate.parse(text)
+    with SafeDir.open_root(tmp_path) as folder:
+        (tmp_path / diskstate.FILE).symlink_to("/etc/passwd")  # never followed
+        assert diskstate.load(folder) == diskstate.DiskState()
+        (tmp_path / diskstate.FILE).unlink()
+        (tmp_path / diskstate.FILE).write_text("garbage")
+        assert diskstate.load(folder) == diskstate.DiskState()
+        diskstate.save(folder, state)
+        assert diskstate.load(folder) == state
+
+
+def test_progress_estimate_is_never_below_what_is_done() -> None:
+    from coldvault.progress import ProgressMeter
+
+    seen = []
+    meter = ProgressMeter("j", "sending", seen.append, 100, estimate=True)
+    meter.update(50)
+    meter.emit()
+    assert seen[-1].total_bytes == 100 and seen[-1].total_is_estimate
+    assert "of about 100 B" in seen[-1].describe()
+    meter.update(300)
+    meter.emit()
+    assert seen[-1].total_bytes == 300 and seen[-1].eta_seconds == 0.0
 
 
 def test_compressed_data_support_names_what_is_missing(tmp_path: Path) -> None:
@@ -191,3 +240,19 @@ def test_compressed_data_support_names_what_is_missing(tmp_path: Path) -> None:
         Path("/p"),
         Path("/s"),
     ]
+
+
+def test_damaged_copies_are_never_parents() -> None:
+    def sv(name: str, uuid: str, received: str | None = None) -> subvol.Subvolume:
+        return subvol.Subvolume(Path(name), name, uuid, None, received, 1, 1, True, None)
+
+    local = [sv("d.1", "s1"), sv("d.2", "s2"), sv("d.3", "s3")]  # oldest first
+    copies = [sv("d.1", "c1", "s1"), sv("d.2", "c2", "s2"), sv("d.3", "c3", "s3")]
+    assert parent.choose(local, copies).parent == local[2]
+    choice = parent.choose(local, copies, {"c3"})
+    assert choice.parent == local[1] and choice.damaged == ("d.3",)
+    assert local[2] not in choice.clones
+    none_good = parent.choose(local, copies, {"c1", "c2", "c3"})
+    assert none_good.parent is None and none_good.damaged == ("d.3", "d.2", "d.1")
+    renamed = [sv("before-upgrade", "c9", "s2")]  # any name: matched by received_uuid
+    assert parent.choose(local, renamed).parent == local[1]

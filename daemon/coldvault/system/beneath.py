@@ -173,8 +173,17 @@ class SafeDir:
         return None if st is None else kind_of(st.st_mode)
 
     def names(self) -> list[str]:
-        """The names in this folder, sorted."""
-        return sorted(os.listdir(self.fd))
+        """The names in this folder, sorted.
+
+        Read through a fresh descriptor: Btrfs lists, per open descriptor, only the
+        entries that existed when it was opened (or last rewound), so the held one
+        would miss names made since.
+        """
+        fd = os.open(".", _DIR_FLAGS, dir_fd=self.fd)
+        try:
+            return sorted(os.listdir(fd))
+        finally:
+            os.close(fd)
 
     def entries(self) -> Iterator[tuple[str, str]]:
         """(name, kind) for each name in this folder, sorted by name."""

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import os
+import contextlib
+from collections.abc import Callable
 from pathlib import Path
 
 from coldvault.config.model import BtrfsJob
-from coldvault.errors import ColdvaultError
-from coldvault.jobs.btrfs import snapshots, subvol
+from coldvault.errors import ColdvaultError, JobError
+from coldvault.jobs.btrfs import diskdir, diskstate, snapshots, subvol
 from coldvault.jobs.btrfs.sources import Source, job_sources
 from coldvault.jobs.btrfs.subvol import Subvolume
 from coldvault.progress import human_bytes
+from coldvault.system.beneath import SafeDir
 
 HEADER = f"  {'NAME':<34} {'SOURCE':<7} {'BACKUP':<11} {'PAIRED':<7} {'SIZE (total/exclusive)':<24}"
 
@@ -18,37 +20,68 @@ HEADER = f"  {'NAME':<34} {'SOURCE':<7} {'BACKUP':<11} {'PAIRED':<7} {'SIZE (tot
 def listing(job: BtrfsJob, job_dir: Path) -> str:
     """A table per source: snapshot name, on source, on backup, paired, size, links."""
     out = []
-    for src in job_sources(job):
-        out += _source_table(src, src.backup_dir(job_dir))
+    with contextlib.ExitStack() as stack:
+        try:
+            job_folder: SafeDir | None = stack.enter_context(
+                diskdir.open_job_folder(job_dir, job.target, create=False)
+            )
+        except JobError:
+            job_folder = None  # no backup yet: the source side is still worth listing
+        for src in job_sources(job):
+            out += _source_table(src, job_folder, job_dir)
     return "\n".join(out)
 
 
-def _scan(folder: Path, name: str) -> tuple[dict[str, Subvolume], str | None]:
+Sizes = dict[str, tuple[int, int]]  # subvolume uuid -> (total, exclusive) bytes
+Found = tuple[dict[str, Subvolume], dict[str, list[str]], list[str], Sizes]
+
+
+def _read_side(open_folder: Callable[[], SafeDir | None], source: str) -> Found:
+    """(name -> subvolume, target -> link names, problems, sizes) of one side's folder."""
     try:
-        return {s.path.name: s for s in snapshots.scan(folder, name)}, None
+        folder = open_folder()
+        if folder is None:
+            return {}, {}, [], {}
+        with folder:
+            found = snapshots.scan(folder, source)
+            links: dict[str, list[str]] = {}
+            for link in snapshots.LINKS:
+                target = folder.readlink(link)
+                if target is not None:
+                    links.setdefault(target, []).append(link)
+            sizes = subvol.du(snapshots.as_path(folder, s) for s in found.complete())
+            by_uuid = {
+                s.uuid: sizes[p]
+                for s in found.complete()
+                if (p := snapshots.as_path(folder, s)) in sizes
+            }
+            named = {s.path.name: s for s in found.snapshots}
+            damaged = diskstate.load(folder).damaged if folder.lstat(diskstate.FILE) else {}
+            problems = list(found.unexpected)
+            problems += [
+                f"{d.name}: marked damaged by verify on {d.found}" for d in damaged.values()
+            ]
+            return named, links, problems, by_uuid
     except (ColdvaultError, OSError) as exc:
-        return {}, str(exc)
+        return {}, {}, [str(exc)], {}
 
 
-def _links(folder: Path) -> dict[str, list[str]]:
-    targets: dict[str, list[str]] = {}
-    for link in snapshots.LINKS:
-        if (folder / link).is_symlink():
-            targets.setdefault(os.readlink(folder / link), []).append(link)
-    return targets
+def _source_table(src: Source, job_folder: SafeDir | None, job_dir: Path) -> list[str]:
+    def local_folder() -> SafeDir | None:
+        return SafeDir.open_root(src.snapshot_dir) if src.snapshot_dir.is_dir() else None
 
+    def backup_folder() -> SafeDir | None:
+        if job_folder is None:
+            return None
+        return diskdir.open_source_folder(job_folder, src.name, create=False)
 
-def _source_table(src: Source, backup_dir: Path) -> list[str]:
-    local, local_err = _scan(src.snapshot_dir, src.name)
-    remote, remote_err = _scan(backup_dir, src.name)
+    local, local_links, local_err, _ = _read_side(local_folder, src.name)
+    remote, remote_links, remote_err, sizes = _read_side(backup_folder, src.name)
     lines = [f"{src.name}: source {src.path}", f"  snapshots: {src.snapshot_dir}"]
-    if local_err:
-        lines.append(f"  (cannot read source snapshots: {local_err})")
-    lines.append(f"  backups:   {backup_dir}")
-    if remote_err:
-        lines.append(f"  (cannot read backups: {remote_err})")
-    sizes = subvol.du(s.path for s in remote.values())
-    links = {**_links(src.snapshot_dir), **_links(backup_dir)}
+    lines += [f"  (source side: {e})" for e in local_err]
+    lines.append(f"  backups:   {src.backup_dir(job_dir)}")
+    lines += [f"  (backup side: {e})" for e in remote_err]
+    links = {**local_links, **remote_links}
     names = sorted(set(local) | set(remote), key=_order, reverse=True)
     if not names:
         lines.append("  no snapshots yet")
@@ -58,7 +91,7 @@ def _source_table(src: Source, backup_dir: Path) -> list[str]:
         here, there = local.get(name), remote.get(name)
         backup = "-" if there is None else ("complete" if there.complete else "INCOMPLETE")
         paired = "yes" if here and there and there.received_uuid == here.uuid else "no"
-        size = sizes.get(there.path) if there else None
+        size = sizes.get(there.uuid) if there else None
         size_text = f"{human_bytes(size[0])} / {human_bytes(size[1])}" if size else "-"
         marks = ", ".join(links.get(name, []))
         lines.append(

@@ -5,27 +5,47 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 from datetime import timedelta
-from pathlib import Path
 
 from coldvault.config.model import Retention
 from coldvault.jobs import retention
 from coldvault.jobs.btrfs import subvol
-from coldvault.jobs.btrfs.snapshots import names_in
+from coldvault.jobs.btrfs.snapshots import Scan, parse_name
+from coldvault.system import crashpoint
+from coldvault.system.beneath import SafeDir
 
 log = logging.getLogger("coldvault.jobs.btrfs")
 
 
-def prune(folder: Path, source: str, rule: Retention, *, protect: Collection[str]) -> list[str]:
+def prune(
+    folder: SafeDir,
+    found: Scan,
+    source: str,
+    rule: Retention,
+    *,
+    protect: Collection[str],
+    side: str,
+) -> list[str]:
     """Delete the snapshots of ``source`` in ``folder`` that ``rule`` does not keep.
 
-    ``protect`` holds the newest snapshot both sides share (the next parent):
-    it is kept whatever the rule says. Returns the deleted names, newest first.
+    Only names of the pattern ``<source>.<time>`` count; a snapshot renamed by hand
+    is never deleted. ``protect`` holds the newest snapshot both sides share (the
+    next parent): it is kept whatever the rule says. Each deletion removes the
+    subvolume from the folder in one step (no half-deleted snapshot is ever
+    visible), and one transaction commit follows the batch, as
+    ``btrfs subvolume delete --commit-after`` does. Returns the deleted names.
     """
-    # Same-second snapshots (``_N`` suffix) must still order newest first.
-    named = [(n.name, n.when + timedelta(microseconds=n.seq)) for n in names_in(folder, source)]
+    named = []
+    for snap in found.named(source):
+        parsed = parse_name(snap.path.name)
+        assert parsed is not None
+        # Same-second snapshots (``_N`` suffix) must still order newest first.
+        named.append((parsed.name, parsed.when + timedelta(microseconds=parsed.seq)))
     decision = retention.plan(named, rule, protect=protect)
-    if decision.delete:
-        log.info("retention: deleting %s from %s", ", ".join(decision.delete), folder)
-        # No --commit-after: the next commit (at the latest the unmount) makes it durable.
-        subvol.delete([folder / name for name in decision.delete], commit=False)
+    if not decision.delete:
+        return []
+    log.info("retention: deleting %s from %s", ", ".join(decision.delete), folder.path)
+    for name in decision.delete:
+        subvol.destroy(folder, name)
+        crashpoint.reached(f"btrfs.prune-{side}")
+    subvol.commit(folder)
     return list(decision.delete)

@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from coldvault.config.model import BtrfsJob
-from coldvault.errors import CommandError, JobError
+from coldvault.errors import CommandError, DiskError, JobError
 from coldvault.jobs.base import JobResult, RestoreRequest, VerifyReport
-from coldvault.jobs.btrfs import parent, prune, snapshots, sources, subvol, transfer
+from coldvault.jobs.btrfs import (
+    diskdir,
+    diskstate,
+    parent,
+    prune,
+    snapshots,
+    sources,
+    subvol,
+    transfer,
+    unsent,
+)
+from coldvault.jobs.btrfs.parent import ParentChoice
 from coldvault.jobs.btrfs.sources import Source
+from coldvault.jobs.btrfs.subvol import Subvolume
 from coldvault.progress import ProgressCallback, ProgressMeter, human_bytes
-from coldvault.system import proc
+from coldvault.system import crashpoint, proc
+from coldvault.system.beneath import SafeDir
 from coldvault.system.cancel import CancelToken
 
 log = logging.getLogger("coldvault.jobs.btrfs")
@@ -43,18 +58,19 @@ class BtrfsRunner:
         if self.job.compressed_data:
             transfer.require_compressed_data()
         srcs = sources.job_sources(self.job)
-        subvol.require_btrfs(job_dir, "target")
-        job_dir.mkdir(parents=True, exist_ok=True)
+        # The mount point only: the job folder's path on the disk is never followed.
+        subvol.require_btrfs(diskdir.split(job_dir, self.job.target)[0], "target")
         results: list[SourceResult] = []
-        try:
-            # Inside the try: a before hook that failed half-way still gets its after hooks.
-            _run_hooks(self.job.hooks.before, "before", self.job.name, cancel)
-            for src in srcs:
-                cancel.check()
-                results.append(self._back_up(src, job_dir, progress, cancel))
-        except BaseException:
-            _run_after_hooks(self.job, failing=True)
-            raise
+        with diskdir.open_job_folder(job_dir, self.job.target, create=True) as job_folder:
+            try:
+                # Inside the try: a before hook that failed half-way still gets its after hooks.
+                _run_hooks(self.job.hooks.before, "before", self.job.name, cancel)
+                for src in srcs:
+                    cancel.check()
+                    results.append(self._back_up(src, job_folder, progress, cancel))
+            except BaseException:
+                _run_after_hooks(self.job, failing=True)
+                raise
         _run_after_hooks(self.job, failing=False)
         sent = sum(r.bytes_sent for r in results)
         summary = "; ".join(
@@ -72,31 +88,34 @@ class BtrfsRunner:
         )
 
     def _back_up(
-        self, src: Source, job_dir: Path, progress: ProgressCallback, cancel: CancelToken
+        self, src: Source, job_folder: SafeDir, progress: ProgressCallback, cancel: CancelToken
     ) -> SourceResult:
         info = sources.check(src)
         sources.warn_nested(src, info)
-        target = src.backup_dir(job_dir)
-        target.mkdir(parents=True, exist_ok=True)
         src.snapshot_dir.mkdir(parents=True, exist_ok=True)
-        received = snapshots.remove_partial(target, src.name)
-        snapshots.update_links(target, [s.path.name for s in reversed(received)])
-        choice = parent.choose(snapshots.scan(src.snapshot_dir, src.name), received)
-        if choice.parent is None:
-            log.info("%s: no snapshot shared with %s: sending in full", src.path, target)
-        else:
-            log.info("%s: sending incrementally against %s", src.path, choice.parent.path.name)
+        with contextlib.ExitStack() as stack:
+            target = stack.enter_context(job_folder.sub(src.name, create=True))
+            local = stack.enter_context(SafeDir.open_root(src.snapshot_dir))
+            return self._back_up_into(src, local, target, progress, cancel)
 
-        name = snapshots.new_name([src.snapshot_dir, target], src.name, datetime.now(UTC))
-        subvol.snapshot_readonly(src.path, src.snapshot_dir / name)
-        snap = subvol.info(src.snapshot_dir / name)
-        # No total: `btrfs filesystem du` would first walk the whole snapshot, which
-        # costs time on every full send; progress shows bytes and rate instead.
-        meter = ProgressMeter(self.job.name, "sending", progress)
-        meter.update(0, detail=f"{name} ({'incremental' if choice.parent else 'full'})")
+    def _back_up_into(
+        self,
+        src: Source,
+        local: SafeDir,
+        target: SafeDir,
+        progress: ProgressCallback,
+        cancel: CancelToken,
+    ) -> SourceResult:
+        state, choice = _prepare(src, local, target)
+        snap = _take_snapshot(src, local, target)
+        name = snap.path.name
+        kind = "incremental" if choice.parent else "full"
+        meter = self._meter(src, state, kind, progress)
+        meter.update(0, detail=f"{name} ({kind})")
         try:
             _, sent = transfer.send_receive(
                 snap,
+                snap.path,
                 target,
                 choice.send_args(),
                 compressed=self.job.compressed_data,
@@ -105,21 +124,41 @@ class BtrfsRunner:
             )
         except BaseException:
             # Never sent: drop it so failed runs do not pile up snapshots on the source.
-            _delete_quietly(snap.path)
+            _delete_quietly(local, target, name)
             raise
-        log.info("%s: received %s (%s sent)", src.path, target / name, human_bytes(sent))
-
+        crashpoint.reached("btrfs.accepted")
+        unsent.clear(target)
+        log.info("%s: received %s (%s sent)", src.path, target.child(name), human_bytes(sent))
+        _save_quietly(target, diskstate.with_sent(state, kind, sent))
         # The new snapshot is now the newest one both sides share: the next parent.
-        prune.prune(target, src.name, self.job.target_retention, protect={name})
-        prune.prune(src.snapshot_dir, src.name, self.job.source_retention, protect={name})
-        self._relink(src, target)
+        self._prune(src, local, target, protect=name)
+        _relink(src, local, target)
         return SourceResult(name, choice.parent.path.name if choice.parent else None, sent)
 
-    @staticmethod
-    def _relink(src: Source, target: Path) -> None:
-        for folder in (src.snapshot_dir, target):
-            names = [n.name for n in reversed(snapshots.names_in(folder, src.name))]
-            snapshots.update_links(folder, names)
+    def _prune(self, src: Source, local: SafeDir, target: SafeDir, *, protect: str) -> None:
+        rules = (
+            (target, "target", self.job.target_retention),
+            (local, "source", self.job.source_retention),
+        )
+        for folder, side, rule in rules:
+            found = snapshots.scan(folder, src.name)
+            prune.prune(folder, found, src.name, rule, protect={protect}, side=side)
+
+    def _meter(
+        self, src: Source, state: diskstate.DiskState, kind: str, progress: ProgressCallback
+    ) -> ProgressMeter:
+        """A meter whose total is an estimate: a send stream announces no size.
+
+        The estimate is the last send of the same kind to this disk; a first full send
+        takes the space used on the source's filesystem (an upper bound, as snapshots
+        and other subvolumes share it).
+        """
+        estimate = state.sent.get(kind)
+        if estimate is None and kind == "full":
+            with contextlib.suppress(OSError):
+                st = os.statvfs(src.path)
+                estimate = (st.f_blocks - st.f_bfree) * st.f_frsize
+        return ProgressMeter(self.job.name, "sending", progress, estimate, estimate=True)
 
     # -- the other commands ---------------------------------------------------
 
@@ -155,11 +194,73 @@ class BtrfsRunner:
         return listing(self.job, job_dir)
 
 
-def _delete_quietly(path: Path) -> None:
+def _prepare(
+    src: Source, local: SafeDir, target: SafeDir
+) -> tuple[diskstate.DiskState, ParentChoice]:
+    """Clean up after earlier runs, then pick the parent among good copies."""
+    received = snapshots.remove_partial(target, src.name)
+    snapshots.report(received)
+    for folder in (local, target):
+        snapshots.leftover_links(folder)
+    unsent.clean(local, target, snapshots.scan(local, src.name), received)
+    state = diskstate.load(target)
+    local_snaps = snapshots.scan(local, src.name).snapshots
+    choice = parent.choose(local_snaps, received.complete(), state.damaged)
+    _log_choice(src, target, choice)
+    return state, choice
+
+
+def _take_snapshot(src: Source, local: SafeDir, target: SafeDir) -> Subvolume:
+    """The new read-only source snapshot, marked unsent on the disk first."""
+    name = snapshots.new_name([local, target], src.name, datetime.now(UTC))
+    unsent.mark(target, name)
+    subvol.snapshot_readonly(src.path, src.snapshot_dir / name)
+    snap = subvol.info_at(local, name)
+    if snap is None:
+        raise JobError(f"snapshot {src.snapshot_dir / name} vanished after it was made")
+    crashpoint.reached("btrfs.snapshot-taken")
+    return snap
+
+
+def _relink(src: Source, local: SafeDir, target: SafeDir) -> None:
+    """``latest``/``previous`` on the disk first, then on the source."""
+    newest_target = [s.path.name for s in reversed(snapshots.scan(target, src.name).complete())]
+    snapshots.update_links(target, newest_target)
+    crashpoint.reached("btrfs.links-target")
+    newest_local = [s.path.name for s in reversed(snapshots.scan(local, src.name).snapshots)]
+    snapshots.update_links(local, newest_local)
+
+
+def _log_choice(src: Source, target: SafeDir, choice: ParentChoice) -> None:
+    for name in choice.damaged:
+        log.warning(
+            "%s: the copy of %s on the disk is marked damaged by verify: not used as a parent",
+            src.path,
+            name,
+        )
+    if choice.parent is None:
+        how = "no good snapshot" if choice.damaged else "no snapshot"
+        log.info("%s: %s shared with %s: sending in full", src.path, how, target.path)
+    else:
+        older = " (an older good parent)" if choice.damaged else ""
+        log.info("%s: sending incrementally against %s%s", src.path, choice.parent.path.name, older)
+
+
+def _save_quietly(target: SafeDir, state: diskstate.DiskState) -> None:
+    """The send sizes only feed progress estimates: a failure to save them is logged."""
     try:
-        subvol.delete([path])
-    except CommandError as exc:
-        log.error("could not delete unsent snapshot %s: %s", path, exc.message)
+        diskstate.save(target, state)
+    except (OSError, DiskError) as exc:
+        log.warning("cannot save %s: %s", target.child(diskstate.FILE), exc)
+
+
+def _delete_quietly(local: SafeDir, target: SafeDir, name: str) -> None:
+    try:
+        if subvol.info_at(local, name) is not None:
+            subvol.destroy(local, name)
+        unsent.clear(target)
+    except (JobError, OSError) as exc:
+        log.error("could not delete unsent snapshot %s: %s", local.child(name), exc)
 
 
 def _run_after_hooks(job: BtrfsJob, *, failing: bool) -> None:

@@ -7,19 +7,21 @@ recorded output.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
 import re
 import struct
 import uuid as uuidlib
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from coldvault.errors import CommandError, JobError
 from coldvault.system import proc
+from coldvault.system.beneath import SafeDir
 from coldvault.system.mounts import MountInfo, mounts
 
 log = logging.getLogger("coldvault.jobs.btrfs")
@@ -169,12 +171,16 @@ def info(path: Path) -> Subvolume:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            buf = bytearray(_INFO.size)
-            fcntl.ioctl(fd, _IOC_GET_SUBVOL_INFO, buf)
+            return _from_ioctl(path, fd)
         finally:
             os.close(fd)
     except OSError:
         return show(path)  # not Btrfs, or an old kernel: let btrfs-progs explain
+
+
+def _from_ioctl(path: Path, fd: int) -> Subvolume:
+    buf = bytearray(_INFO.size)
+    fcntl.ioctl(fd, _IOC_GET_SUBVOL_INFO, buf)
     f = _INFO.unpack(bytes(buf))
     treeid, name, generation, flags = f[0], f[1], f[4], f[5]
     return Subvolume(
@@ -188,6 +194,68 @@ def info(path: Path) -> Subvolume:
         readonly=bool(flags & _ROOT_SUBVOL_RDONLY),
         created=datetime.fromtimestamp(f[15], UTC) if f[15] else None,
     )
+
+
+def info_at(folder: SafeDir, name: str) -> Subvolume | None:
+    """The subvolume ``name`` in ``folder`` (never through a symlink); None if it is none.
+
+    Opened with ``O_NOFOLLOW | O_DIRECTORY`` relative to the held folder: a symlink,
+    file or plain folder there is not a subvolume, whatever it points at.
+    """
+    try:
+        fd = os.open(
+            name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=folder.fd
+        )
+    except (NotADirectoryError, FileNotFoundError):
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return None
+        raise
+    try:
+        if os.fstat(fd).st_ino != SUBVOL_ROOT_INODE:
+            return None
+        try:
+            return _from_ioctl(folder.child(name), fd)
+        except OSError:
+            # Not Btrfs or an old kernel: btrfs-progs reads it through the held descriptor.
+            return replace(show(Path(f"/proc/{os.getpid()}/fd/{fd}")), path=folder.child(name))
+    finally:
+        os.close(fd)
+
+
+# struct btrfs_ioctl_vol_args: __s64 fd; char name[BTRFS_PATH_NAME_MAX + 1] (4088).
+_VOL_ARGS = struct.Struct("=q4088s")
+_IOC_SNAP_DESTROY = (1 << 30) | (_VOL_ARGS.size << 16) | (0x94 << 8) | 15
+_IOC_START_SYNC = (2 << 30) | (8 << 16) | (0x94 << 8) | 24
+_IOC_WAIT_SYNC = (1 << 30) | (8 << 16) | (0x94 << 8) | 22
+
+
+def destroy(folder: SafeDir, name: str) -> None:
+    """Delete the subvolume ``name`` in ``folder`` (what ``btrfs subvolume delete`` does).
+
+    The kernel looks ``name`` up in the held folder itself and refuses anything that is
+    not a subvolume root (a symlink there is never followed). btrfs-progs would first
+    resolve the path with realpath(), following a symlink planted on the disk.
+    """
+    raw = name.encode()
+    if not raw or b"/" in raw or len(raw) >= 4088 or name in (".", ".."):
+        raise ValueError(f"not a subvolume name: {name!r}")
+    try:
+        # A mutable buffer: fcntl copies immutable arguments only up to 1024 bytes.
+        fcntl.ioctl(folder.fd, _IOC_SNAP_DESTROY, bytearray(_VOL_ARGS.pack(0, raw)))
+    except OSError as exc:
+        raise JobError(
+            f"cannot delete subvolume {folder.child(name)}: {exc.strerror}",
+            hint="is it a subvolume made by coldvault? check with `btrfs subvolume show`",
+        ) from None
+
+
+def commit(folder: SafeDir) -> None:
+    """Wait for a transaction commit of ``folder``'s filesystem (``--commit-after``)."""
+    buf = bytearray(8)
+    fcntl.ioctl(folder.fd, _IOC_START_SYNC, buf)
+    fcntl.ioctl(folder.fd, _IOC_WAIT_SYNC, bytes(buf))
 
 
 def show(path: Path) -> Subvolume:
@@ -225,16 +293,6 @@ def snapshot_readonly(source: Path, dest: Path) -> None:
         elif "no space" in tail.lower():
             hint = "free space on the source filesystem (old snapshots count too)"
         raise JobError(f"cannot snapshot {source} to {dest}: {tail}", hint=hint) from None
-
-
-def delete(paths: Sequence[Path], *, commit: bool = True) -> None:
-    """Delete subvolumes; ``--commit-after`` so the deletion is durable before we go on."""
-    if not paths:
-        return
-    argv: list[str | os.PathLike[str]] = ["btrfs", "subvolume", "delete"]
-    if commit:
-        argv.append("--commit-after")
-    proc.run([*argv, *paths])
 
 
 def du(paths: Iterable[Path]) -> dict[Path, tuple[int, int]]:

@@ -15,7 +15,8 @@ from coldvault.errors import CommandError, ConfigError, JobError
 from coldvault.jobs.btrfs import subvol
 from coldvault.jobs.btrfs.subvol import Subvolume
 from coldvault.progress import ProgressMeter
-from coldvault.system import proc
+from coldvault.system import crashpoint, proc
+from coldvault.system.beneath import SafeDir
 from coldvault.system.cancel import CancelToken
 
 log = logging.getLogger("coldvault.jobs.btrfs")
@@ -65,7 +66,8 @@ def send_argv(
 
 def send_receive(
     snapshot: Subvolume,
-    target_dir: Path,
+    send_path: Path,
+    target: SafeDir,
     send_args: Sequence[str | Path],
     *,
     compressed: bool,
@@ -73,38 +75,47 @@ def send_receive(
     cancel: CancelToken,
     expect_received_uuid: str | None = None,
 ) -> tuple[Subvolume, int]:
-    """Send ``snapshot`` into ``target_dir``; return the checked copy and bytes relayed.
+    """Send ``snapshot`` (reached at ``send_path``) into the held folder ``target``.
 
-    ``expect_received_uuid`` defaults to the snapshot's uuid (a first-hand
-    send); a re-send of a received copy (restore) carries its received_uuid.
+    Returns the checked copy and the bytes relayed. ``btrfs receive`` gets the folder
+    through its descriptor (``/proc/PID/fd/N``), so a folder swapped for a symlink
+    since it was opened is not followed. ``expect_received_uuid`` defaults to the
+    snapshot's uuid (a first-hand send); a re-send of a received copy (restore)
+    carries its received_uuid.
     """
-    dest = target_dir / snapshot.path.name
-    if dest.exists() or dest.is_symlink():
+    name = snapshot.path.name
+    if target.lstat(name) is not None:
         raise JobError(
-            f"{dest} already exists; not overwriting it",
+            f"{target.child(name)} already exists; not overwriting it",
             hint="delete or rename it first (btrfs subvolume delete), then run again",
         )
     expected = expect_received_uuid or snapshot.received_uuid or snapshot.uuid
+
+    def relayed(total: int) -> None:
+        meter.update(total)
+        crashpoint.reached("btrfs.streamed")
+
     try:
         result = proc.pipeline(
-            send_argv(snapshot.path, send_args, compressed),
-            ["btrfs", "receive", target_dir],
-            on_bytes=meter.update,
+            send_argv(send_path, send_args, compressed),
+            ["btrfs", "receive", target.proc_path()],
+            on_bytes=relayed,
             cancel=cancel,
         )
-        received = subvol.info(dest)
-        if not received.complete or received.received_uuid != expected:
+        crashpoint.reached("btrfs.received")
+        received = subvol.info_at(target, name)
+        if received is None or not received.complete or received.received_uuid != expected:
             raise JobError(
-                f"received copy {dest} is not a finished backup "
-                f"(read-only: {received.readonly}, received_uuid: {received.received_uuid}, "
-                f"expected {expected})"
+                f"received copy {target.child(name)} is not a finished backup "
+                f"(read-only: {received and received.readonly}, received_uuid: "
+                f"{received and received.received_uuid}, expected {expected})"
             )
     except BaseException as exc:
-        _discard(dest)
+        _discard(target, name)
         if isinstance(exc, CommandError) and subvol.is_no_space(exc):
             raise JobError(
-                f"no space left on the filesystem of {target_dir} while receiving "
-                f"{snapshot.path.name}; the partial copy was deleted, earlier backups are intact",
+                f"no space left on the filesystem of {target.path} while receiving "
+                f"{name}; the partial copy was deleted, earlier backups are intact",
                 hint="free space (fewer kept snapshots: target_retention) or use a bigger disk",
             ) from None
         raise
@@ -113,12 +124,13 @@ def send_receive(
     return received, result.bytes_relayed
 
 
-def _discard(dest: Path) -> None:
+def _discard(target: SafeDir, name: str) -> None:
     """Delete a partial receive; never let cleanup hide the original error."""
-    if not subvol.looks_like_subvolume(dest):
-        return
-    log.warning("deleting partial receive %s", dest)
     try:
-        subvol.delete([dest])
-    except CommandError as exc:
-        log.error("could not delete partial receive %s: %s", dest, exc.message)
+        if subvol.info_at(target, name) is None:
+            return
+        log.warning("deleting partial receive %s", target.child(name))
+        subvol.destroy(target, name)
+        subvol.commit(target)
+    except (JobError, OSError) as exc:
+        log.error("could not delete partial receive %s: %s", target.child(name), exc)

@@ -22,8 +22,8 @@ from pathlib import Path, PurePosixPath
 
 from coldvault.config.model import BtrfsJob
 from coldvault.errors import ColdvaultError
-from coldvault.jobs.btrfs.restore import select
-from coldvault.jobs.btrfs.verify import subvolume_problems
+from coldvault.jobs.btrfs.restore import latest_paths
+from coldvault.jobs.btrfs.verify import record_damage, subvolume_problems
 from coldvault.jobs.verify_steps import StepResult, VerifyPosition, over_budget
 from coldvault.progress import ProgressMeter
 from coldvault.system.cancel import CancelToken
@@ -57,14 +57,17 @@ def btrfs_step(
 ) -> StepResult:
     """Read files from ``position`` on until the round is done, over budget, or cancelled."""
     if position is None:
-        targets = tuple(str(s.path.relative_to(job_dir)) for _, s in select(job, job_dir, "latest"))
+        targets = tuple(str(p.relative_to(job_dir)) for p in latest_paths(job, job_dir))
         position = VerifyPosition(snapshot=targets[0] if targets else "", targets=targets)
     step = _Step(budget, meter, cancel)
     if position.snapshot not in position.targets:
         return step.result(None)
     for target in position.targets[position.targets.index(position.snapshot) :]:
         resume = position if target == position.snapshot else VerifyPosition(snapshot=target)
+        found_before = len(step.problems)
         stopped = _verify_target(job_dir, target, resume, step, position.targets)
+        if len(step.problems) > found_before:  # marked on the disk: never a parent again
+            record_damage(job, job_dir, target, step.problems[found_before:])
         if stopped is not None:
             return step.result(stopped)
     return step.result(None)
