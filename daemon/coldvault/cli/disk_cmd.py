@@ -27,7 +27,12 @@ def disk_group(sub: SubParsers) -> SubParsers:
     """The subcommand registry of ``coldvault disk`` (created on first use)."""
     parser = sub.choices.get("disk")
     if parser is None:
-        parser = sub.add_parser("disk", help="prepare, open, close and inspect the backup disk")
+        parser = sub.add_parser(
+            "disk",
+            help="prepare and inspect the backup disk (init, add-mirror, status)",
+            description="Prepare a new backup disk and inspect it. Opening and closing are "
+            "top-level commands: `coldvault open`, `coldvault close`.",
+        )
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             return action
@@ -55,11 +60,19 @@ def register(sub: SubParsers) -> None:
     )
     p.set_defaults(func=cmd_close)
 
-    p = sub.add_parser("token", help="manage the disk's identity token")
+    p = sub.add_parser(
+        "token",
+        help="manage the disk's identity token",
+        description="The token is a random file on the backup disk; its SHA-512, kept on this "
+        "host, is how coldvault knows the disk is the right one.",
+    )
     tsub = p.add_subparsers(dest="token_command", metavar="TOKEN_COMMAND", required=True)
     t = tsub.add_parser(
         "init",
         help="write a random 1 KiB .token on the open disk and its hash file on this host",
+        description="Write a random 1 KiB token file on the backup disk and its SHA-512 in "
+        "disk.token.hash_file on this host; from then on `open`, `run` and the daemon use only "
+        "a disk whose token matches. Refuses to replace an existing token without --force.",
     )
     t.add_argument("--force", action="store_true", help="replace an existing token")
     t.set_defaults(func=cmd_token_init)

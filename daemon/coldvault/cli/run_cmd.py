@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator
 from types import FrameType
 
-from coldvault.cli.common import load_config
+from coldvault.cli.common import jobs_named, load_config
 from coldvault.cli.progress_bar import progress_printer
 from coldvault.config.model import Config, Job
 from coldvault.errors import EXIT_CANCELLED, EXIT_FAILURE, EXIT_OK, ConfigError
@@ -22,8 +22,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "run",
         help="back up now: run the named jobs (default: all) in one disk session",
         description="Open the backup disk once, run the jobs in order, close it. "
-        "Exit 1 if any job failed, 3 if the disk is absent, 4 if its token is wrong, "
-        "5 if another coldvault process (the daemon) is using the disk.",
+        "Exit 1 if any job failed, 2 if a named job is not configured, 3 if the disk is "
+        "absent, 4 if its token is wrong, 5 if another coldvault process (the daemon) is "
+        "using the disk.",
     )
     p.add_argument("jobs", nargs="*", metavar="JOB", help="job names (default: every job)")
     p.add_argument("--keep-open", action="store_true", help="leave the disk stack open afterwards")
@@ -44,14 +45,7 @@ def select_jobs(config: Config, names: list[str]) -> list[Job]:
         if not config.jobs:
             raise ConfigError(f"no jobs are defined in {config.path}", hint="add one under jobs:")
         return list(config.jobs)
-    known = {j.name: j for j in config.jobs}
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise ConfigError(
-            f"no job named {', '.join(map(repr, unknown))} in {config.path}",
-            hint=f"jobs defined: {', '.join(known) or 'none'}",
-        )
-    return [known[n] for n in dict.fromkeys(names)]
+    return jobs_named(config, names)
 
 
 @contextlib.contextmanager
