@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from coldvault.cli.common import jobs_named, load_config
-from coldvault.cli.progress_bar import progress_printer
+from coldvault.cli.progress_bar import end_open_line, progress_printer
 from coldvault.config.model import Config, Job
 from coldvault.errors import EXIT_CORRUPT, EXIT_OK
 from coldvault.jobs import runner_for
@@ -57,6 +57,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     cancel = CancelToken()
     with disk_session(config, wait_disk=args.wait, wait_lock=args.wait_lock, cancel=cancel) as _:
         message = runner_for(job).restore(config.job_dir(job), request, progress_printer(), cancel)
+    end_open_line()
     print(message)
     return EXIT_OK
 
@@ -70,6 +71,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         report = runner_for(job).verify(
             config.job_dir(job), args.snapshot, args.all, progress_printer(), cancel
         )
+    end_open_line()
     for problem in report.problems:
         print(f"PROBLEM: {problem}")
     print(

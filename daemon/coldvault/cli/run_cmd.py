@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import signal
-import sys
 from collections.abc import Iterator
 from types import FrameType
 
 from coldvault.cli.common import jobs_named, load_config
-from coldvault.cli.progress_bar import progress_printer
+from coldvault.cli.progress_bar import end_open_line, progress_printer
 from coldvault.config.model import Config, Job
 from coldvault.errors import EXIT_CANCELLED, EXIT_FAILURE, EXIT_OK, ConfigError
 from coldvault.system.cancel import CancelToken
@@ -81,8 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             wait_lock=args.wait_lock,
             keep_open=args.keep_open,
         )
-    if sys.stderr.isatty():
-        print(file=sys.stderr)  # end the progress bar's line
+    end_open_line()  # the progress bar's, if one was drawn
     for o in outcome.jobs:
         line = f"{o.job}: {o.result} in {o.duration:.1f} s"
         print(line + (f": {o.error}" if o.error else ""))
