@@ -27,6 +27,8 @@ class ColdvaultError(Exception):
     """Base of every expected failure: a message for the user, and a hint."""
 
     exit_code = EXIT_FAILURE
+    # True once the error was logged as an event (with its hint): the CLI does not repeat it.
+    reported = False
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)

@@ -78,7 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return describe_os_error(exc).exit_code
         return quiet_broken_pipe()
     except ColdvaultError as exc:
-        log.error("%s", exc)
+        if not exc.reported:  # an emitted event already printed it, with its hint
+            log.error("%s", exc)
         return exc.exit_code
     except OSError as exc:  # I/O error, disk full, ...: expected, so no traceback
         log.debug("operating-system error", exc_info=True)
