@@ -113,11 +113,13 @@ class DiskStack:
         """Names of the layers this stack opened (what :meth:`close` will close)."""
         return [layer.name for layer in self.layers if layer.opened_by_us]
 
-    def open(self) -> Path:
+    def open(self, *, verify_token: bool = True) -> Path:
         """Open every layer, verify the mount and the token; return the backup root.
 
         On any failure (wrong token, a layer that does not open, a stop request)
         the layers opened so far are closed again before the error is raised.
+        ``verify_token=False`` is for ``coldvault token init`` alone: it writes the
+        first token of a new disk, which has none to check yet.
         """
         point = self.disk.mount.point
         try:
@@ -134,7 +136,7 @@ class DiskStack:
                     # it as a consequence of our step, so it is ours to close.
                     layer.opened_by_us = True
                 below_opened = below_opened or layer.opened_by_us
-            if self.disk.token is not None:
+            if self.disk.token is not None and verify_token:
                 token.verify(point, self.disk.token)
         except TokenRejected as exc:
             emit(
@@ -155,7 +157,8 @@ class DiskStack:
             log,
             Event.DISK_OPENED,
             f"backup disk open at {point}"
-            + (f" (opened: {', '.join(opened)})" if opened else " (was already open)"),
+            + (f" (opened: {', '.join(opened)})" if opened else " (was already open)")
+            + ("" if verify_token else "; token not checked, to write one"),
             mount_point=str(point),
             opened_layers=",".join(opened),
         )
