@@ -11,7 +11,7 @@ the manifest was saved (an interrupted run) and is rewritten, never trusted.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,10 +57,6 @@ class Manifest:
     complete: bool = False
     adopted: bool = False  # made by hashing a folder of the original script
     extra: dict[str, Any] = field(default_factory=dict)
-
-    def with_parts(self, parts: list[PartRecord | None]) -> Manifest:
-        """A copy with ``parts`` replaced."""
-        return replace(self, parts=tuple(parts))
 
 
 def path_in(folder: Path) -> Path:
