@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,6 +44,20 @@ def write_config(tmp: Path, disk: str, source: Path) -> Path:
         f"    part_size: 1M\n    snapshots: 0\n"
     )
     return path
+
+
+def _kill_and_wait(pid: int) -> None:
+    """SIGKILL ``pid`` and wait until it released its files (gone, or a zombie)."""
+    os.kill(pid, 9)
+    for _ in range(600):
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return
+        if state in ("Z", "X"):
+            return
+        threading.Event().wait(0.05)
+    raise AssertionError(f"pid {pid} did not die")
 
 
 def coldvault(cmd: list[str], config: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -133,3 +148,39 @@ def test_busy_teardown_is_one_error_and_no_unplug_promise(
     retry = coldvault(coldvault_cmd, config, "close")
     assert retry.returncode == 0, retry.stderr
     assert "backup disk closed (mount); it may be unplugged" in retry.stderr
+
+
+def test_run_whose_teardown_fails_exits_1_and_says_so_once(
+    tmp_path: Path, cleanup: list[tuple[str, str]], coldvault_cmd: list[str]
+) -> None:
+    require_root()
+    require_programs("mount", "umount", "losetup", "mkfs.ext4")
+    image = tmp_path / "disk.img"
+    with image.open("wb") as f:
+        f.truncate(32 * MiB)
+    sh("mkfs.ext4", "-q", str(image))
+    loop = sh("losetup", "-f", "--show", str(image)).strip()
+    cleanup.append(("losetup", loop))
+    point = tmp_path / "backup"
+    point.mkdir()
+    cleanup.append(("umount", str(point)))
+    source = tmp_path / "source.img"
+    source.write_bytes(b"\0" * MiB)
+    pid_file = tmp_path / "holder.pid"
+    # The job's `after` hook leaves a process inside the mount: the teardown finds it busy.
+    holder = f"cd {point} && sleep 600 </dev/null >/dev/null 2>&1 & echo $! > {pid_file}"
+    disk = f"  mount:\n    point: {point}\n    device: {loop}\n    fstype: ext4\n"
+    config = write_config(tmp_path, disk, source)
+    config.write_text(config.read_text() + f"    after: [sh, -c, {holder!r}]\n")
+    try:
+        done = coldvault(coldvault_cmd, config, "run", "img")
+    finally:
+        if pid_file.exists():
+            _kill_and_wait(int(pid_file.read_text()))
+    assert done.returncode == EXIT_FAILURE, done.stderr
+    assert done.stdout.startswith("img: success"), done.stdout
+    assert done.stderr.count("teardown incomplete") == 1, done.stderr
+    assert "do not unplug" in done.stderr and "may be unplugged" not in done.stderr
+    closed = coldvault(coldvault_cmd, config, "close")
+    assert closed.returncode == 0, closed.stderr
+    assert "closed: mount" in closed.stdout

@@ -21,9 +21,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "run",
         help="back up now: run the named jobs (default: all) in one disk session",
         description="Open the backup disk once, run the jobs in order, close it. "
-        "Exit 1 if any job failed, 2 if a named job is not configured, 3 if the disk is "
-        "absent, 4 if its token is wrong, 5 if another coldvault process (the daemon) is "
-        "using the disk.",
+        "Exit 1 if any job failed or the disk could not be closed, 2 if a named job is not "
+        "configured, 3 if the disk is absent, 4 if its token is wrong, 5 if another coldvault "
+        "process (the daemon) is using the disk.",
     )
     p.add_argument("jobs", nargs="*", metavar="JOB", help="job names (default: every job)")
     p.add_argument("--keep-open", action="store_true", help="leave the disk stack open afterwards")
@@ -86,4 +86,5 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(line + (f": {o.error}" if o.error else ""))
     if outcome.cancelled or cancel.cancelled:
         return EXIT_CANCELLED
-    return EXIT_FAILURE if outcome.failed else EXIT_OK
+    # A disk that could not be closed must not be unplugged: that is a failure too.
+    return EXIT_FAILURE if outcome.failed or outcome.teardown_error else EXIT_OK

@@ -59,6 +59,7 @@ class SessionOutcome:
     """Every job of a session, in order."""
 
     jobs: tuple[JobOutcome, ...]
+    teardown_error: str | None = None  # the disk could not be closed completely after the jobs
 
     @property
     def failed(self) -> tuple[str, ...]:
@@ -117,6 +118,7 @@ def run_session(
     state = st.StateFile(config.settings.state_file)
     names = ", ".join(j.name for j in jobs)
     outcomes: list[JobOutcome] = []
+    teardown_error: str | None = None
     with sleep_inhibited(f"backing up {names}", enabled=config.settings.inhibit_sleep):
         try:
             with disk_session(
@@ -155,7 +157,8 @@ def run_session(
                 _fail_unstarted(config, jobs, state, exc, clock)
                 raise
             # The jobs ran, teardown failed: their results stand, the error was reported.
-    return SessionOutcome(tuple(outcomes))
+            teardown_error = exc.message
+    return SessionOutcome(tuple(outcomes), teardown_error)
 
 
 def _fail_unstarted(
