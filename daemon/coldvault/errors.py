@@ -12,7 +12,7 @@ from collections.abc import Sequence
 # Exit codes (documented in README.md, "Exit codes").
 EXIT_OK = 0
 EXIT_FAILURE = 1  # a job or an operation failed
-EXIT_USAGE = 2  # bad command line (argparse)
+EXIT_USAGE = 2  # bad command line (argparse), or it names an unknown job
 EXIT_DISK_ABSENT = 3  # the backup disk did not appear in time
 EXIT_TOKEN = 4  # the disk's token was missing or wrong: nothing was written
 EXIT_BUSY = 5  # another coldvault run holds the lock
@@ -20,12 +20,15 @@ EXIT_CORRUPT = 6  # verify found corrupt or missing data
 EXIT_OVERDUE = 7  # status: a job is overdue
 EXIT_CONFIG = 78  # EX_CONFIG: the configuration is invalid
 EXIT_CANCELLED = 130  # stopped by SIGINT/SIGTERM
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: stdout was closed by its reader (`| head`), as for `cat`
 
 
 class ColdvaultError(Exception):
     """Base of every expected failure: a message for the user, and a hint."""
 
     exit_code = EXIT_FAILURE
+    # True once the error was logged as an event (with its hint): the CLI does not repeat it.
+    reported = False
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -42,6 +45,12 @@ class ConfigError(ColdvaultError):
     """The configuration file is missing, unreadable or invalid."""
 
     exit_code = EXIT_CONFIG
+
+
+class UsageError(ColdvaultError):
+    """The command line names something that does not exist (a job, for example)."""
+
+    exit_code = EXIT_USAGE
 
 
 class CommandError(ColdvaultError):

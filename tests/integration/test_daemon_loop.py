@@ -238,7 +238,7 @@ def test_run_hooks_failure_not_fatal_and_overdue_status(env: DaemonEnv) -> None:
     assert "missing.img" in jobs["bad"]["error"]
 
     # Unknown job names are a config error, and nothing runs.
-    assert env.cli("run", "nope").returncode == 78
+    assert env.cli("run", "nope").returncode == 2  # usage error (issue 12)
 
 
 def _activity(env: DaemonEnv) -> str:

@@ -88,13 +88,9 @@ def test_list_nested_plain_and_paths_with_spaces() -> None:
     assert spaced.path == "my dir/with path in it"
 
 
-def test_du_and_ro_property() -> None:
+def test_du() -> None:
     sizes = subvol.parse_du(recorded("fs-du-s-raw.txt"))
     assert sizes == {"t/vol.1": (0, 0), "m/snaps/vol.2": (20971520, 0)}
-    assert subvol.parse_ro_property(recorded("property-ro-true.txt")) is True
-    assert subvol.parse_ro_property(recorded("property-ro-false.txt")) is False
-    with pytest.raises(JobError):
-        subvol.parse_ro_property("ro=maybe")
 
 
 def test_parent_is_matched_by_received_uuid() -> None:

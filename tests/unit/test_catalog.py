@@ -60,3 +60,12 @@ def test_journalctl_compiles_the_catalog(tmp_path: Path) -> None:
     ).stdout
     ids = {line.split()[0] for line in listed.splitlines() if line.strip()}
     assert ids == {e.message_id for e in Event}
+
+
+def test_unplugging_is_promised_only_after_a_complete_teardown() -> None:
+    found = entries()
+    closed = " ".join(found[Event.DISK_CLOSED.message_id])
+    error = " ".join(found[Event.DISK_ERROR.message_id])
+    assert "every step succeeded" in closed and "may be unplugged" in closed
+    assert "COLDVAULT_PHASE=close" in closed  # points to where a failed teardown goes
+    assert "Do not unplug" in error and "coldvault close" in error

@@ -71,3 +71,48 @@ def test_handler_writes_to_stream() -> None:
     finally:
         log.removeHandler(handler)
     assert out.getvalue() == "one\ncoldvault: error: two\n"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_log_line_ends_the_progress_line_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    from coldvault.cli.progress_bar import progress_printer
+    from coldvault.log.console import end_open_line
+    from coldvault.progress import Progress
+
+    monkeypatch.setenv("NO_COLOR", "1")
+    term = _Terminal()
+    logger = logging.getLogger("coldvault.test.progressline")
+    logger.propagate = False
+    handler = console_handler(term)
+    logger.addHandler(handler)
+    try:
+        show = progress_printer(term)
+        show(Progress("img", "reading", 1, 4))
+        show(Progress("img", "reading", 2, 4))
+        logger.warning("part 7 unreadable")
+        logger.warning("and again")  # no progress line in between: no blank line
+        show(Progress("img", "reading", 3, 4))
+        end_open_line()
+        end_open_line()  # a second call adds nothing
+    finally:
+        logger.removeHandler(handler)
+    lines = term.getvalue().split("\n")
+    assert lines[0].startswith("\r[") and "50.0%" in lines[0].split("\r")[-1]
+    assert lines[1:3] == ["coldvault: warning: part 7 unreadable", "coldvault: warning: and again"]
+    assert lines[3].startswith("\r[") and "75.0%" in lines[3]
+    assert lines[4:] == [""]
+
+
+def test_no_progress_bar_no_extra_newline(monkeypatch: pytest.MonkeyPatch) -> None:
+    from coldvault.log.console import end_open_line
+
+    monkeypatch.setenv("NO_COLOR", "1")
+    term = _Terminal()
+    handler = console_handler(term)
+    handler.emit(record(logging.INFO, "one"))
+    end_open_line(term)
+    assert term.getvalue() == "one\n"

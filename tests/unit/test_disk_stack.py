@@ -100,14 +100,23 @@ def test_layers_found_open_are_left_open(tmp_path: Path) -> None:
     assert layers[0].is_open() and layers[1].is_open()
 
 
-def test_failed_open_closes_what_was_opened(tmp_path: Path) -> None:
+def test_failed_open_closes_what_was_opened(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     journal: list[str] = []
     layers = [Recorded("array", journal), Recorded("luks", journal, fail_open=True)]
     layers.append(Recorded("mount", journal))
     stack = _stack(tmp_path, layers)
-    with pytest.raises(DiskError, match="luks refused"):
+    with (
+        caplog.at_level(logging.INFO, logger="coldvault"),
+        pytest.raises(DiskError, match="luks refused"),
+    ):
         stack.open()
-    assert journal == ["open array", "open luks", "close luks", "close array"]
+    # luks never came up: it is not closed, and not reported as closed
+    assert journal == ["open array", "open luks", "close array"]
+    assert [r.getMessage() for r in caplog.records if "closed" in r.getMessage()] == [
+        "backup disk closed (array); it may be unplugged"
+    ]
     assert not any(layer.is_open() for layer in layers)
 
 
@@ -127,8 +136,11 @@ def test_every_teardown_step_is_attempted(tmp_path: Path, caplog: pytest.LogCapt
     assert "mount: mount is busy" in info.value.message
     assert "luks: luks is busy" in info.value.message
     assert stack.opened_layers == ["luks", "mount"]  # still ours: a later close retries them
-    closed = [r for r in caplog.records if "backup disk closed" in r.getMessage()]
-    assert closed and closed[-1].levelno == logging.ERROR
+    assert info.value.reported  # logged once, as DISK_ERROR; the CLI does not repeat it
+    errors = [r for r in caplog.records if "teardown incomplete" in r.getMessage()]
+    assert len(errors) == 1 and errors[0].levelno == logging.ERROR
+    assert "do not unplug" in errors[0].getMessage()
+    assert not [r for r in caplog.records if "backup disk closed" in r.getMessage()]
 
 
 def test_wrong_token_tears_down_and_logs_a_security_event(

@@ -133,7 +133,6 @@ def test_which_finds_sbin_programs() -> None:
     found = proc.which("sh")
     assert found is not None and os.access(found, os.X_OK)
     assert proc.which("coldvault-no-such-program-xyz") is None
-    assert proc.program_exists("sh")
 
 
 # -- pipelines -------------------------------------------------------------------
@@ -287,3 +286,60 @@ def test_run_without_capturing_stdout() -> None:
     result = proc.run(["echo", "not captured"], capture_stdout=False)
     assert result.stdout == b""
     assert result.returncode == 0
+
+
+# -- locale ----------------------------------------------------------------------
+
+_PRINT_LOCALE = ["sh", "-c", "env | grep -E '^(LANG|LANGUAGE|LC_[A-Z_]+)=' | sort"]
+
+
+@pytest.fixture
+def translated_locale(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment systemd gives a service on a German system."""
+    monkeypatch.setenv("LANG", "de_DE.UTF-8")
+    monkeypatch.setenv("LANGUAGE", "de:en")
+    monkeypatch.setenv("LC_ALL", "de_DE.UTF-8")
+    monkeypatch.setenv("LC_MESSAGES", "de_DE.UTF-8")
+
+
+@pytest.mark.usefixtures("translated_locale")
+def test_parsed_commands_run_in_the_c_locale() -> None:
+    assert proc.run_text(_PRINT_LOCALE).splitlines() == ["LANG=C.UTF-8"]
+    result = proc.pipeline(_PRINT_LOCALE, ["cat"])
+    assert result.consumer.text.splitlines() == ["LANG=C.UTF-8"]
+
+
+@pytest.mark.usefixtures("translated_locale")
+def test_c_locale_still_takes_the_callers_env() -> None:
+    out = proc.run_text(["sh", "-c", 'echo "$LANG $COLDVAULT_JOB"'], env={"COLDVAULT_JOB": "x"})
+    assert out == "C.UTF-8 x\n"
+
+
+@pytest.mark.usefixtures("translated_locale")
+def test_keep_locale_passes_the_users_locale(tmp_path: Path) -> None:
+    out = proc.run_text(_PRINT_LOCALE, keep_locale=True).splitlines()
+    assert out == [
+        "LANG=de_DE.UTF-8",
+        "LANGUAGE=de:en",
+        "LC_ALL=de_DE.UTF-8",
+        "LC_MESSAGES=de_DE.UTF-8",
+    ]
+
+
+@pytest.mark.usefixtures("translated_locale")
+def test_hooks_keep_the_users_locale(tmp_path: Path) -> None:
+    from coldvault.service.hooks import run_hooks
+
+    seen = tmp_path / "env"
+    run_hooks("on_success", [("sh", "-c", f"{_PRINT_LOCALE[2]} > {seen}")], job="j", env={})
+    assert "LANG=de_DE.UTF-8" in seen.read_text().splitlines()
+    assert "LC_MESSAGES=de_DE.UTF-8" in seen.read_text().splitlines()
+
+
+@pytest.mark.usefixtures("translated_locale")
+def test_spawned_children_run_in_the_c_locale(tmp_path: Path) -> None:
+    import subprocess
+
+    child = proc.spawn(_PRINT_LOCALE, stdout=subprocess.PIPE)
+    out, _ = child.communicate(timeout=30)
+    assert out.decode().splitlines() == ["LANG=C.UTF-8"]

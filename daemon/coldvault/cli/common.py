@@ -6,7 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
-from coldvault.config.model import DEFAULT_CONFIG_PATH, Config
+from coldvault.config.model import DEFAULT_CONFIG_PATH, Config, Job
+from coldvault.errors import UsageError
 
 
 def config_path(args: argparse.Namespace) -> Path:
@@ -20,3 +21,19 @@ def load_config(args: argparse.Namespace) -> Config:
     from coldvault.config.loader import load
 
     return load(config_path(args))
+
+
+def jobs_named(config: Config, names: list[str]) -> list[Job]:
+    """The jobs ``names`` (in that order, duplicates dropped); UsageError (exit 2) for unknown ones.
+
+    The message lists the configured jobs, so the user sees what to type instead.
+    """
+    known = {j.name: j for j in config.jobs}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        plural = "s" if len(unknown) > 1 else ""
+        raise UsageError(
+            f"no job{plural} named {', '.join(map(repr, unknown))} in {config.path}",
+            hint=f"jobs configured: {', '.join(known) or 'none'}",
+        )
+    return [known[n] for n in dict.fromkeys(names)]

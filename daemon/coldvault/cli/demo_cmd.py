@@ -14,7 +14,7 @@ import random
 import shutil
 from pathlib import Path
 
-from coldvault.cli.progress_bar import progress_printer
+from coldvault.cli.progress_bar import end_open_line, progress_printer
 from coldvault.config.model import (
     Config,
     DiskConfig,
@@ -116,6 +116,7 @@ def change_a_little(path: Path) -> None:
 
 
 def _report(label: str, result: JobResult) -> None:
+    end_open_line()
     print(f"  {label}: {result.summary} ({result.duration:.1f} s)")
 
 
@@ -146,6 +147,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(runner.list(job_dir))
         print()
         report = runner.verify(job_dir, None, True, bar, cancel)
+        end_open_line()
         for problem in report.problems:
             print(f"  PROBLEM: {problem}")
         print(
@@ -156,7 +158,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             return EXIT_CORRUPT
         restored = work / "restored.img"
         request = RestoreRequest(snapshot="latest", dest=restored)
-        print(f"  restore: {runner.restore(job_dir, request, bar, cancel)}")
+        restored_msg = runner.restore(job_dir, request, bar, cancel)
+        end_open_line()
+        print(f"  restore: {restored_msg}")
     same = proc.run(["cmp", str(source), str(restored)], check=False).returncode == 0
     print(f"  cmp source.img restored.img: {'identical' if same else 'DIFFERENT'}")
     print(f"  try it yourself: ls -li {work / 'backup' / job.target}/snapshot-*")

@@ -14,7 +14,6 @@ import json
 from typing import TypeAlias
 
 from coldvault.cli.common import load_config
-from coldvault.config.model import Config
 from coldvault.errors import EXIT_OK, ConfigError
 
 # Modules whose ``register_disk(group)`` adds subcommands to ``coldvault disk``.
@@ -27,7 +26,12 @@ def disk_group(sub: SubParsers) -> SubParsers:
     """The subcommand registry of ``coldvault disk`` (created on first use)."""
     parser = sub.choices.get("disk")
     if parser is None:
-        parser = sub.add_parser("disk", help="prepare, open, close and inspect the backup disk")
+        parser = sub.add_parser(
+            "disk",
+            help="prepare and inspect the backup disk (init, add-mirror, status)",
+            description="Prepare a new backup disk and inspect it. Opening and closing are "
+            "top-level commands: `coldvault open`, `coldvault close`.",
+        )
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             return action
@@ -55,13 +59,24 @@ def register(sub: SubParsers) -> None:
     )
     p.set_defaults(func=cmd_close)
 
-    p = sub.add_parser("token", help="manage the disk's identity token")
+    p = sub.add_parser(
+        "token",
+        help="manage the disk's identity token",
+        description="The token is a random file on the backup disk; its SHA-512, kept on this "
+        "host, is how coldvault knows the disk is the right one.",
+    )
     tsub = p.add_subparsers(dest="token_command", metavar="TOKEN_COMMAND", required=True)
     t = tsub.add_parser(
         "init",
-        help="write a random 1 KiB .token on the open disk and its hash file on this host",
+        help="write a random 1 KiB .token on the backup disk and its hash file on this host",
+        description="Write a random 1 KiB token file on the backup disk and its SHA-512 in "
+        "disk.token.hash_file on this host; from then on `open`, `run` and the daemon use only "
+        "a disk whose token matches. The disk stack is opened for this (without the token "
+        "check, which has nothing to check yet) and what this command opened is closed again; "
+        "layers found open stay open. Refuses to replace an existing token without --force.",
     )
     t.add_argument("--force", action="store_true", help="replace an existing token")
+    t.add_argument("--wait", type=float, default=0, metavar="S", help="wait S seconds for the disk")
     t.set_defaults(func=cmd_token_init)
 
     group = disk_group(sub)
@@ -113,23 +128,14 @@ def cmd_close(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _verified_root(config: Config) -> None:
-    from coldvault.disk.mount import MountLayer, verify_mount
-    from coldvault.disk.stack import DiskStack
-    from coldvault.errors import DiskError
-
-    point = config.disk.mount.point
-    if not config.disk.mount.require_mount:
-        if not point.is_dir():
-            raise DiskError(f"backup folder {point} does not exist", hint="create it")
-        return
-    mount = [layer for layer in DiskStack(config.disk).layers if isinstance(layer, MountLayer)]
-    verify_mount(point, mount[0].device if mount else None)
-
-
 def cmd_token_init(args: argparse.Namespace) -> int:
-    """Write a token on the open, verified mount."""
+    """Open the stack without the token check, write the token and its hash, close what we opened.
+
+    This breaks the first-setup circle of a hand-built disk: ``open`` needs the
+    hash file, which only this command writes. Layers found open stay open.
+    """
     from coldvault.disk import token
+    from coldvault.disk.stack import DiskStack
     from coldvault.service.lock import hold_lock
 
     config = load_config(args)
@@ -139,8 +145,13 @@ def cmd_token_init(args: argparse.Namespace) -> int:
             hint="add disk: token: hash_file: /etc/coldvault/token.sha512",
         )
     with hold_lock(config.settings.lock_file, wait=0):
-        _verified_root(config)
-        written = token.init(config.backup_root, config.disk.token, force=args.force)
+        stack = DiskStack(config.disk)
+        stack.wait(args.wait)
+        root = stack.open(verify_token=False)
+        try:
+            written = token.init(root, config.disk.token, force=args.force)
+        finally:
+            stack.close()  # only what this command opened: leave it as found
     print(f"wrote {written} and its hash {config.disk.token.hash_file}")
     return EXIT_OK
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from coldvault.cli.common import load_config
-from coldvault.cli.progress_bar import progress_printer
+from coldvault.cli.common import jobs_named, load_config
+from coldvault.cli.progress_bar import end_open_line, progress_printer
 from coldvault.config.model import Config, Job
-from coldvault.errors import EXIT_CORRUPT, EXIT_OK, ConfigError
+from coldvault.errors import EXIT_CORRUPT, EXIT_OK
 from coldvault.jobs import runner_for
 from coldvault.jobs.base import RestoreRequest
 from coldvault.service.session import disk_session
@@ -46,13 +46,7 @@ def _session_options(p: argparse.ArgumentParser) -> None:
 
 
 def _job(config: Config, name: str) -> Job:
-    try:
-        return config.job(name)
-    except KeyError:
-        known = ", ".join(j.name for j in config.jobs) or "none"
-        raise ConfigError(
-            f"no job named {name!r} in {config.path}", hint=f"jobs defined: {known}"
-        ) from None
+    return jobs_named(config, [name])[0]
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
@@ -63,6 +57,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     cancel = CancelToken()
     with disk_session(config, wait_disk=args.wait, wait_lock=args.wait_lock, cancel=cancel) as _:
         message = runner_for(job).restore(config.job_dir(job), request, progress_printer(), cancel)
+    end_open_line()
     print(message)
     return EXIT_OK
 
@@ -76,6 +71,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         report = runner_for(job).verify(
             config.job_dir(job), args.snapshot, args.all, progress_printer(), cancel
         )
+    end_open_line()
     for problem in report.problems:
         print(f"PROBLEM: {problem}")
     print(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from coldvault.cli.common import load_config
+from coldvault.cli.common import jobs_named, load_config
 from coldvault.config.model import Config, ImageJob
-from coldvault.errors import EXIT_OK, ColdvaultError, ConfigError, JobError
+from coldvault.errors import EXIT_OK, ColdvaultError, JobError
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -54,13 +54,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _image_job(args: argparse.Namespace) -> tuple[Config, ImageJob]:
     config = load_config(args)
-    try:
-        job = config.job(args.job)
-    except KeyError:
-        known = ", ".join(j.name for j in config.jobs) or "none"
-        raise ConfigError(
-            f"no job named {args.job!r} in {config.path}", hint=f"jobs defined: {known}"
-        ) from None
+    [job] = jobs_named(config, [args.job])
     if not isinstance(job, ImageJob):
         raise JobError(
             f"job {job.name} is a {job.type} job: only image jobs can be mounted",

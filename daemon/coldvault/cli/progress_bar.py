@@ -6,7 +6,10 @@ import shutil
 import sys
 from typing import TextIO
 
+from coldvault.log.console import end_open_line, mark_open_line
 from coldvault.progress import Progress, ProgressCallback
+
+__all__ = ["end_open_line", "progress_printer", "render"]
 
 
 def render(p: Progress, width: int) -> str:
@@ -31,5 +34,6 @@ def progress_printer(stream: TextIO | None = None) -> ProgressCallback:
         width = shutil.get_terminal_size((80, 20)).columns - 1
         out.write("\r" + render(p, width).ljust(width))
         out.flush()
+        mark_open_line(out)  # the next log line (or result) ends this line first
 
     return show

@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import signal
-import sys
 from collections.abc import Iterator
 from types import FrameType
 
-from coldvault.cli.common import load_config
-from coldvault.cli.progress_bar import progress_printer
+from coldvault.cli.common import jobs_named, load_config
+from coldvault.cli.progress_bar import end_open_line, progress_printer
 from coldvault.config.model import Config, Job
 from coldvault.errors import EXIT_CANCELLED, EXIT_FAILURE, EXIT_OK, ConfigError
 from coldvault.system.cancel import CancelToken
@@ -22,8 +21,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "run",
         help="back up now: run the named jobs (default: all) in one disk session",
         description="Open the backup disk once, run the jobs in order, close it. "
-        "Exit 1 if any job failed, 3 if the disk is absent, 4 if its token is wrong, "
-        "5 if another coldvault process (the daemon) is using the disk.",
+        "Exit 1 if any job failed or the disk could not be closed, 2 if a named job is not "
+        "configured, 3 if the disk is absent, 4 if its token is wrong, 5 if another coldvault "
+        "process (the daemon) is using the disk.",
     )
     p.add_argument("jobs", nargs="*", metavar="JOB", help="job names (default: every job)")
     p.add_argument("--keep-open", action="store_true", help="leave the disk stack open afterwards")
@@ -44,14 +44,7 @@ def select_jobs(config: Config, names: list[str]) -> list[Job]:
         if not config.jobs:
             raise ConfigError(f"no jobs are defined in {config.path}", hint="add one under jobs:")
         return list(config.jobs)
-    known = {j.name: j for j in config.jobs}
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise ConfigError(
-            f"no job named {', '.join(map(repr, unknown))} in {config.path}",
-            hint=f"jobs defined: {', '.join(known) or 'none'}",
-        )
-    return [known[n] for n in dict.fromkeys(names)]
+    return jobs_named(config, names)
 
 
 @contextlib.contextmanager
@@ -87,11 +80,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             wait_lock=args.wait_lock,
             keep_open=args.keep_open,
         )
-    if sys.stderr.isatty():
-        print(file=sys.stderr)  # end the progress bar's line
+    end_open_line()  # the progress bar's, if one was drawn
     for o in outcome.jobs:
         line = f"{o.job}: {o.result} in {o.duration:.1f} s"
         print(line + (f": {o.error}" if o.error else ""))
     if outcome.cancelled or cancel.cancelled:
         return EXIT_CANCELLED
-    return EXIT_FAILURE if outcome.failed else EXIT_OK
+    # A disk that could not be closed must not be unplugged: that is a failure too.
+    return EXIT_FAILURE if outcome.failed or outcome.teardown_error else EXIT_OK

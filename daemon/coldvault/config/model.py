@@ -342,13 +342,6 @@ class Config:
     jobs: tuple[Job, ...] = key("jobs", "the backup jobs", ())
     settings: Settings = key("section", "the daemon's settings", factory=Settings, section=Settings)
 
-    def job(self, name: str) -> Job:
-        """The job called ``name``; raises KeyError if there is none."""
-        for job in self.jobs:
-            if job.name == name:
-                return job
-        raise KeyError(name)
-
     @property
     def backup_root(self) -> Path:
         """The folder all jobs write under (the mount point)."""

@@ -9,6 +9,7 @@ tears down what it opened before raising.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Iterable
@@ -21,7 +22,14 @@ from coldvault.disk.luks import LuksLayer
 from coldvault.disk.lvm import LvmLayer
 from coldvault.disk.mdadm import ArrayHealth, MdLayer
 from coldvault.disk.mount import MountLayer, fstab_entry
-from coldvault.errors import ColdvaultError, ConfigError, DiskAbsent, DiskError, TokenRejected
+from coldvault.errors import (
+    ColdvaultError,
+    ConfigError,
+    DiskAbsent,
+    DiskError,
+    TokenRejected,
+    describe_os_error,
+)
 from coldvault.events import Event, emit
 from coldvault.system.cancel import CancelToken
 
@@ -105,11 +113,13 @@ class DiskStack:
         """Names of the layers this stack opened (what :meth:`close` will close)."""
         return [layer.name for layer in self.layers if layer.opened_by_us]
 
-    def open(self) -> Path:
+    def open(self, *, verify_token: bool = True) -> Path:
         """Open every layer, verify the mount and the token; return the backup root.
 
         On any failure (wrong token, a layer that does not open, a stop request)
         the layers opened so far are closed again before the error is raised.
+        ``verify_token=False`` is for ``coldvault token init`` alone: it writes the
+        first token of a new disk, which has none to check yet.
         """
         point = self.disk.mount.point
         try:
@@ -126,16 +136,17 @@ class DiskStack:
                     # it as a consequence of our step, so it is ours to close.
                     layer.opened_by_us = True
                 below_opened = below_opened or layer.opened_by_us
-            if self.disk.token is not None:
+            if self.disk.token is not None and verify_token:
                 token.verify(point, self.disk.token)
         except TokenRejected as exc:
             emit(
                 log,
                 Event.TOKEN_REJECTED,
-                f"backup disk rejected, nothing written: {exc.message}",
+                f"backup disk rejected, nothing written: {exc}",
                 level=logging.ERROR,
                 mount_point=str(point),
             )
+            exc.reported = True
             self._close_after_failure()
             raise
         except BaseException:
@@ -146,7 +157,8 @@ class DiskStack:
             log,
             Event.DISK_OPENED,
             f"backup disk open at {point}"
-            + (f" (opened: {', '.join(opened)})" if opened else " (was already open)"),
+            + (f" (opened: {', '.join(opened)})" if opened else " (was already open)")
+            + ("" if verify_token else "; token not checked, to write one"),
             mount_point=str(point),
             opened_layers=",".join(opened),
         )
@@ -168,11 +180,10 @@ class DiskStack:
         )
 
     def _close_after_failure(self) -> None:
-        try:
+        # The original failure is what the caller raises; a teardown failure was
+        # already reported by close() (DISK_ERROR), so it is not logged again.
+        with contextlib.suppress(ColdvaultError):
             self.close()
-        except ColdvaultError as exc:
-            # The original failure is what the user must see; the teardown error is logged.
-            log.error("%s", exc)
 
     def adopt(self, names: Iterable[str]) -> None:
         """Treat the named layers as opened by this stack (from an earlier ``coldvault open``)."""
@@ -192,36 +203,57 @@ class DiskStack:
     def close(self) -> None:
         """Close, in reverse, the layers this stack opened; every step is attempted.
 
-        Raises one DiskError naming every step that failed, after all were tried.
+        A layer marked ours that is not up (its open failed before anything was
+        made) is forgotten, not reported as closed. Success is the DISK_CLOSED
+        event (the disk may be unplugged); any failed step is one DISK_ERROR event
+        naming every step, and one DiskError (marked ``reported``) after all were
+        tried.
         """
         errors: list[str] = []
+        hints: list[str] = []
         closed: list[str] = []
         for layer in reversed(self.layers):
             if not layer.opened_by_us:
                 continue
+            if not _anything_to_close(layer):
+                layer.opened_by_us = False
+                continue
             try:
                 layer.close()
             except (ColdvaultError, OSError) as exc:
-                errors.append(f"{layer.name}: {exc}")
+                error = exc if isinstance(exc, ColdvaultError) else describe_os_error(exc)
+                errors.append(f"{layer.name}: {error.message}")
+                if error.hint:
+                    hints.append(error.hint)
                 continue
             layer.opened_by_us = False
             closed.append(layer.name)
-        if not closed and not errors:
+        if not errors:
+            if closed:
+                emit(
+                    log,
+                    Event.DISK_CLOSED,
+                    f"backup disk closed ({', '.join(closed)}); it may be unplugged",
+                    closed_layers=",".join(closed),
+                )
             return
+        failure = DiskError(
+            "teardown incomplete, do not unplug the backup disk: "
+            + "; ".join(errors)
+            + (f" (closed: {', '.join(closed)})" if closed else ""),
+            hint="; ".join([*hints, "then run `coldvault close` again"]),
+        )
         emit(
             log,
-            Event.DISK_CLOSED,
-            f"backup disk closed ({', '.join(closed) or 'nothing'})"
-            + (f"; failed: {'; '.join(errors)}" if errors else ""),
-            level=logging.ERROR if errors else logging.INFO,
+            Event.DISK_ERROR,
+            str(failure),
+            level=logging.ERROR,
             closed_layers=",".join(closed),
             failed_layers=",".join(e.split(":", 1)[0] for e in errors),
+            phase="close",
         )
-        if errors:
-            raise DiskError(
-                "teardown incomplete: " + "; ".join(errors),
-                hint="fix the cause, then run `coldvault close` again",
-            )
+        failure.reported = True
+        raise failure
 
     # -- status -------------------------------------------------------------------
 
@@ -246,3 +278,11 @@ class DiskStack:
                 }
             result.append(LayerStatus("folder", str(point), point.is_dir(), point.is_dir(), detail))
         return result
+
+
+def _anything_to_close(layer: Layer) -> bool:
+    """Whether ``layer`` is up in any form (an inactive, half-assembled array counts)."""
+    if isinstance(layer, MdLayer):
+        health = layer.health()
+        return health is not None and health.array_state != "clear"
+    return layer.is_open()

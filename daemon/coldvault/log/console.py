@@ -1,10 +1,16 @@
-"""Human-readable log lines on stderr, coloured when it is a terminal."""
+"""Human-readable log lines on stderr, coloured when it is a terminal.
+
+A progress bar redraws one unfinished line with ``\\r``. It tells this module
+(:func:`mark_open_line`) and every log line ends it first (:func:`end_open_line`),
+so a message never lands in the middle of the bar.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import sys
+import threading
 from typing import TextIO
 
 _DIM, _YELLOW, _RED, _BOLD_RED = "\x1b[2m", "\x1b[33m", "\x1b[31m", "\x1b[1;31m"
@@ -42,10 +48,45 @@ class ConsoleFormatter(logging.Formatter):
         return text
 
 
+_open_line_lock = threading.Lock()
+_open_line: TextIO | None = None  # the stream whose last line is an unfinished progress bar
+
+
+def mark_open_line(stream: TextIO) -> None:
+    """``stream``'s current line is an unfinished progress line (no newline yet)."""
+    global _open_line  # noqa: PLW0603 - one terminal, one open line: module state is the truth
+    with _open_line_lock:
+        _open_line = stream
+
+
+def end_open_line(stream: TextIO | None = None) -> None:
+    """End the unfinished progress line (of ``stream``, or of any stream) with a newline."""
+    global _open_line  # noqa: PLW0603
+    with _open_line_lock:
+        line = _open_line
+        if line is None or (stream is not None and line is not stream):
+            return
+        _open_line = None
+    try:
+        line.write("\n")
+        line.flush()
+    except (OSError, ValueError):  # closed terminal: nothing left to tidy
+        pass
+
+
+class ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A StreamHandler that ends an open progress line before each record."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """End the progress line, then write the record."""
+        end_open_line(self.stream)
+        super().emit(record)
+
+
 def console_handler(stream: TextIO | None = None) -> logging.Handler:
     """A handler writing formatted lines to ``stream`` (stderr by default)."""
     out = stream or sys.stderr
-    handler = logging.StreamHandler(out)
+    handler = ConsoleHandler(out)
     handler.setFormatter(ConsoleFormatter(color=use_color(out)))
     return handler
 

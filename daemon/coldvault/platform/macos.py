@@ -102,11 +102,6 @@ def _absent(ref: SourceRef) -> JobError:
     )
 
 
-def info_size(info: dict[str, Any]) -> int:
-    """The device size diskutil reports (``TotalSize``, else ``Size``)."""
-    return int(info.get("TotalSize", info.get("Size", 0)))
-
-
 def device_size(fd: int) -> int:
     """Block count × block size from the disk driver."""
     count = struct.unpack("Q", fcntl.ioctl(fd, DKIOCGETBLOCKCOUNT, b"\0" * 8))[0]

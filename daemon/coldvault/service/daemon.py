@@ -62,10 +62,12 @@ class _Session(threading.Thread):
         self.progress: Progress | None = None
         self.outcome: SessionOutcome | None = None
         self.error: BaseException | None = None
+        self.jobs_done = False
 
     def _on_job(self, job: Job | None) -> None:
         self.current = job.name if job else None
         self.progress = None
+        self.jobs_done = job is None  # None: every job has run, the disk is being closed
 
     def _on_progress(self, progress: Progress) -> None:
         self.progress = progress  # one reference assignment: safe to read from the loop
@@ -94,6 +96,8 @@ class _Session(threading.Thread):
             return self.progress.describe()
         if self.current is not None:
             return f"{self.current}: starting"
+        if self.jobs_done:
+            return "closing the backup disk"
         return "opening the backup disk for " + ", ".join(j.name for j in self.jobs)
 
 

@@ -19,7 +19,14 @@ def run_hooks(
     """Run each command with ``env`` added; a failure is logged (HOOK_FAILED), never raised."""
     for argv in commands:
         try:
-            run(argv, env=env, timeout=HOOK_TIMEOUT_SECONDS, capture_stdout=False)
+            # The user's own commands: their locale, not the C locale parsed commands get.
+            run(
+                argv,
+                env=env,
+                timeout=HOOK_TIMEOUT_SECONDS,
+                capture_stdout=False,
+                keep_locale=True,
+            )
         except ColdvaultError as exc:
             emit(
                 log,

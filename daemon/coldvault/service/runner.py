@@ -51,6 +51,7 @@ class JobOutcome:
     bytes_written: int = 0
     duration: float = 0.0
     error: str | None = None
+    hint: str | None = None  # what the user can do about ``error``
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class SessionOutcome:
     """Every job of a session, in order."""
 
     jobs: tuple[JobOutcome, ...]
+    teardown_error: str | None = None  # the disk could not be closed completely after the jobs
 
     @property
     def failed(self) -> tuple[str, ...]:
@@ -116,6 +118,7 @@ def run_session(
     state = st.StateFile(config.settings.state_file)
     names = ", ".join(j.name for j in jobs)
     outcomes: list[JobOutcome] = []
+    teardown_error: str | None = None
     with sleep_inhibited(f"backing up {names}", enabled=config.settings.inhibit_sleep):
         try:
             with disk_session(
@@ -147,15 +150,15 @@ def run_session(
         except (Cancelled, Busy):
             raise
         except ColdvaultError as exc:
-            if not outcomes:  # the disk did not open: every job failed for that reason
+            if not exc.reported:  # teardown failures were reported by the disk stack
                 emit(log, Event.DISK_ERROR, str(exc), level=logging.ERROR)
+                exc.reported = True
+            if not outcomes:  # the disk did not open: every job failed for that reason
                 _fail_unstarted(config, jobs, state, exc, clock)
                 raise
-            # The jobs ran, teardown failed: their results stand, the error is still reported.
-            emit(
-                log, Event.DISK_ERROR, f"closing the backup disk failed: {exc}", level=logging.ERROR
-            )
-    return SessionOutcome(tuple(outcomes))
+            # The jobs ran, teardown failed: their results stand, the error was reported.
+            teardown_error = exc.message
+    return SessionOutcome(tuple(outcomes), teardown_error)
 
 
 def _fail_unstarted(
@@ -201,26 +204,29 @@ def _run_job(
             return JobOutcome(job.name, st.CANCELLED, duration=took)
         except Exception as exc:
             took = time.monotonic() - start
+            hint = None
             if isinstance(exc, ColdvaultError):
-                reason = exc.message
+                reason, hint = exc.message, exc.hint
             elif isinstance(exc, OSError):  # I/O error, disk full: expected, no traceback
                 log.debug("%s: %s", job.name, exc, exc_info=True)
-                reason = str(describe_os_error(exc))
+                described = describe_os_error(exc)
+                reason, hint = described.message, described.hint
             else:  # a bug: keep the daemon alive, keep the traceback for the report
                 log.exception("%s: unexpected error", job.name)
                 reason = f"internal error: {type(exc).__name__}: {exc}"
             emit(
                 log,
                 Event.JOB_FAILED,
-                f"{job.name}: backup failed: {reason}",
+                f"{job.name}: backup failed: {reason}" + (f"\n  hint: {hint}" if hint else ""),
                 job=job.name,
                 level=logging.ERROR,
                 error=reason,
+                hint=hint,
                 duration=f"{took:.1f}",
             )
             _record_unfinished(state, job.name, started_at, st.FAILED, reason, took)
             _hooks(config, job, "on_failure", reason, list(excerpt.lines))
-            return JobOutcome(job.name, st.FAILED, duration=took, error=reason)
+            return JobOutcome(job.name, st.FAILED, duration=took, error=reason, hint=hint)
     took = time.monotonic() - start
     emit(
         log,

@@ -8,6 +8,12 @@ carrying the argv, the exit code and the last lines of stderr.
 :func:`pipeline` runs ``producer | consumer`` with the bytes relayed through
 this process (``splice(2)`` on Linux, read/write elsewhere) so they can be
 counted for progress; both exit codes are checked.
+
+Children run in the C locale (``LANG=C.UTF-8``, no ``LC_*``, no ``LANGUAGE``)
+because coldvault parses their output and error text ("No space left on
+device", "Invalid cross-device link"), which a translated locale would change;
+systemd hands the system locale to services. Commands the user wrote (hooks)
+pass ``keep_locale=True`` and see the user's locale unchanged.
 """
 
 from __future__ import annotations
@@ -24,7 +30,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from coldvault.errors import Cancelled, CommandError, CommandNotFound, CommandTimeout
 from coldvault.system.cancel import CancelToken
@@ -62,6 +67,22 @@ class PipelineResult:
     bytes_relayed: int
 
 
+C_LOCALE = "C.UTF-8"
+
+
+def child_env(env: Mapping[str, str] | None = None, *, keep_locale: bool = False) -> dict[str, str]:
+    """The environment for a child: ours plus ``env``, in the C locale unless ``keep_locale``."""
+    base = dict(os.environ)
+    if not keep_locale:
+        for name in list(base):
+            if name.startswith("LC_") or name in ("LANG", "LANGUAGE"):
+                del base[name]
+        base["LANG"] = C_LOCALE
+    if env is not None:
+        base.update(env)
+    return base
+
+
 def which(program: str) -> str | None:
     """Full path of ``program`` on PATH (also /sbin and /usr/sbin), or None."""
     path = os.environ.get("PATH", os.defpath)
@@ -95,7 +116,9 @@ def _resolve(argv: list[str]) -> list[str]:
 def _popen(args: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
     """Start ``args``; a program that cannot be executed is a CommandError, not an OSError."""
     try:
-        return subprocess.Popen(args, **kwargs)  # type: ignore[call-overload,no-any-return]
+        # The one place a child is started (argv list, no shell): S603 is kept on for the
+        # rest of the tree so any other subprocess call is flagged.
+        return subprocess.Popen(args, **kwargs)  # type: ignore[call-overload,no-any-return]  # noqa: S603
     except FileNotFoundError as exc:
         if exc.filename is not None and os.fspath(exc.filename) != args[0]:
             raise CommandError(
@@ -142,16 +165,18 @@ def run(
     env: Mapping[str, str] | None = None,
     cwd: Arg | None = None,
     capture_stdout: bool = True,
+    keep_locale: bool = False,
 ) -> Result:
     """Run one command to completion and return its output.
 
     Raises CommandError on a non-zero exit (when ``check``), CommandTimeout after
     ``timeout`` seconds, Cancelled when ``cancel`` fires (the child is stopped
-    first), and CommandNotFound when the program is missing.
+    first), and CommandNotFound when the program is missing. ``env`` is added
+    to the environment; ``keep_locale`` keeps the user's locale (module docstring).
     """
     args = _resolve(_argv(argv))
     log.debug("run: %s", " ".join(args))
-    full_env = None if env is None else {**os.environ, **env}
+    full_env = child_env(env, keep_locale=keep_locale)
     proc = _popen(
         args,
         stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
@@ -336,9 +361,10 @@ def pipeline(
     cargs = _resolve(_argv(consumer))
     log.debug("pipeline: %s | %s", " ".join(pargs), " ".join(cargs))
     pipe = subprocess.PIPE
-    p = _popen(pargs, stdin=subprocess.DEVNULL, stdout=pipe, stderr=pipe)
+    env = child_env()
+    p = _popen(pargs, stdin=subprocess.DEVNULL, stdout=pipe, stderr=pipe, env=env)
     try:
-        c = _popen(cargs, stdin=pipe, stdout=pipe, stderr=pipe)
+        c = _popen(cargs, stdin=pipe, stdout=pipe, stderr=pipe, env=env)
     except BaseException:
         _stop(p)
         raise
@@ -375,27 +401,21 @@ def pipeline(
             message=f"`{' '.join(cargs)}` exited before reading all the output of "
             f"`{' '.join(pargs)}`",
         )
-    if pres.returncode not in (0, -signal.SIGPIPE) or (
-        pres.returncode != 0 and cres.returncode == 0
-    ):
+    if pres.returncode not in (0, -signal.SIGPIPE):
         raise CommandError(pargs, pres.returncode, _tail(pres.stderr))
     if cres.returncode != 0:
         raise CommandError(cargs, cres.returncode, _tail(cres.stderr))
     return PipelineResult(pres, cres, total)
 
 
-def spawn(argv: Sequence[Arg], **popen_kwargs: object) -> subprocess.Popen[bytes]:
+def spawn(
+    argv: Sequence[Arg],
+    *,
+    env: Mapping[str, str] | None = None,
+    keep_locale: bool = False,
+    **popen_kwargs: object,
+) -> subprocess.Popen[bytes]:
     """Start a long-lived child (for example the daemon in tests); the caller owns it."""
     args = _resolve(_argv(argv))
     log.debug("spawn: %s", " ".join(args))
-    return _popen(args, **popen_kwargs)
-
-
-def is_root() -> bool:
-    """Whether this process runs as root."""
-    return os.geteuid() == 0
-
-
-def program_exists(program: str | Path) -> bool:
-    """Whether ``program`` can be run."""
-    return which(os.fspath(program)) is not None
+    return _popen(args, env=child_env(env, keep_locale=keep_locale), **popen_kwargs)

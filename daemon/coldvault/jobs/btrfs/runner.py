@@ -279,6 +279,12 @@ def _run_hooks(
     for argv in hooks:
         log.info("%s: running %s hook: %s", job, kind, " ".join(argv))
         try:
-            proc.run(list(argv), cancel=cancel, env={"COLDVAULT_JOB": job}, capture_stdout=False)
+            proc.run(
+                list(argv),
+                cancel=cancel,
+                env={"COLDVAULT_JOB": job},
+                capture_stdout=False,
+                keep_locale=True,  # the user's command: the user's locale
+            )
         except CommandError as exc:
             raise JobError(f"{kind} hook of job {job} failed: {exc.message}") from None

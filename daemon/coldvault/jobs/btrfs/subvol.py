@@ -132,14 +132,6 @@ def parse_du(text: str) -> dict[str, tuple[int, int]]:
     return sizes
 
 
-def parse_ro_property(text: str) -> bool:
-    """Parse ``btrfs property get PATH ro`` (``ro=true``)."""
-    value = text.strip().partition("=")[2]
-    if value not in ("true", "false"):
-        raise JobError(f"cannot understand `btrfs property get ro` output: {text.strip()!r}")
-    return value == "true"
-
-
 def looks_like_subvolume(path: Path) -> bool:
     """Cheap test without running btrfs: a directory whose inode is a subvolume root."""
     try:

@@ -34,7 +34,7 @@ def run_hooks(kind: str, commands: Sequence[Argv], job: str, cancel: CancelToken
     for argv in commands:
         log.info("%s: running %s hook: %s", job, kind, " ".join(argv))
         env = {**os.environ, "COLDVAULT_JOB": job}
-        proc.run(list(argv), cancel=cancel, env=env, capture_stdout=False)
+        proc.run(list(argv), cancel=cancel, env=env, capture_stdout=False, keep_locale=True)
 
 
 @contextlib.contextmanager
