@@ -329,7 +329,8 @@ def broken() -> str:
         state = (show("ActiveState"), show("ExecMainStatus"), show("NRestarts"))
         assert state == ("failed", "78", "0"), f"(ActiveState, ExecMainStatus, NRestarts) {state}"
         messages = [str(e.get("MESSAGE", "")) for e in journal()]
-        assert not any("Traceback" in m for m in messages), "a traceback reached the journal"
+        tracebacks = [m for m in messages if "Traceback" in m]
+        assert not tracebacks, f"a traceback reached the journal:\n{tracebacks[0]}"
     finally:
         CONFIG.write_text(good)
     return f"ActiveState={state[0]} ExecMainStatus={state[1]} NRestarts={state[2]}"
