@@ -1,9 +1,10 @@
 """Adopting a folder without a manifest (first run, or made by the original script).
 
 The original multipart script wrote ``part_%08d`` files of ``part_size`` bytes
-(the last one shorter) and stored all-zero parts as 0-byte files, with no
-metadata. Its parts are hashed once to build a manifest; after that, runs
-compare against the manifest and never read the backup back.
+(the last one shorter, stored as it is even when all zeros) and stored full-size
+all-zero parts as 0-byte files, with no metadata: a 0-byte part always stands for
+``part_size`` zero bytes, also when it is the last one. Its parts are hashed once to build a
+manifest; after that, runs compare against the manifest and never read the backup back.
 """
 
 from __future__ import annotations
@@ -69,9 +70,9 @@ def adopt(
 ) -> Manifest:
     """Build a manifest for the parts in ``folder`` by hashing them once.
 
-    A 0-byte part is all zeros of ``part_size`` bytes (of the remaining size
-    when last; unknown, hence ``part_size``, if the last part is 0 bytes). A
-    part of any other unexpected size is recorded as unknown and rewritten.
+    A 0-byte part is ``part_size`` zero bytes, also the last one (the source size is
+    then a multiple of ``part_size``). A part of any other unexpected size is
+    recorded as unknown and rewritten.
     """
     indexes = part_indexes(folder)
     count = indexes[-1] + 1 if indexes else 0

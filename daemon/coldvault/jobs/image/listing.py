@@ -5,7 +5,7 @@ from __future__ import annotations
 from coldvault.jobs.image import manifest as manifest_mod
 from coldvault.jobs.image.manifest import ManifestDamaged
 from coldvault.jobs.image.parts import part_indexes, part_name
-from coldvault.jobs.image.snapshots import INPROGRESS, completed, strays
+from coldvault.jobs.image.snapshots import INPROGRESS, abandoned, completed, strays
 from coldvault.progress import human_bytes
 from coldvault.system.beneath import SafeDir
 
@@ -57,6 +57,8 @@ def _row(
     if m is not None:
         changed = str(m.changed) + (" (adopted)" if m.adopted else "")
         size = human_bytes(m.source_size)
+    if name != "." and abandoned(folder):
+        changed = "abandoned (a manifest, no parts)"
     shown = name if name != "." else "(parts in job folder)"
     if name == INPROGRESS:
         shown += " (unfinished: the next run resumes it)"

@@ -29,7 +29,7 @@ from coldvault.jobs.image.reader import available_algorithm
 from coldvault.jobs.image.restore import restore
 from coldvault.jobs.image.source import OpenSource, hooks, open_source
 from coldvault.jobs.image.verify import Checked, verify_folder
-from coldvault.jobs.image.verify_steps import NOT_ADOPTED
+from coldvault.jobs.image.verify_steps import ABANDONED, NOT_ADOPTED
 from coldvault.progress import ProgressCallback, ProgressMeter, human_bytes
 from coldvault.system import crashpoint
 from coldvault.system.beneath import SafeDir, UnexpectedEntry
@@ -297,6 +297,11 @@ class ImageRunner:
         with open_job_folder(job_dir, self.job.target, create=False) as top:
             name = self._folder_name(top, request.snapshot)
             with top.sub(name) as folder:
+                if name != "." and snapshots.abandoned(folder):
+                    raise JobError(
+                        f"{folder.path} is {ABANDONED}",
+                        hint="restore another snapshot (`coldvault list JOB`)",
+                    )
                 manifest = self._manifest_or_legacy(folder)
                 meter = ProgressMeter(self.job.name, "restoring", progress, manifest.source_size)
                 written = restore(
@@ -336,6 +341,9 @@ class ImageRunner:
             items, problems = 0, []
             for name in chosen:
                 with top.sub(name) as folder:
+                    if name != "." and snapshots.abandoned(folder):
+                        log.warning("%s: %s", folder.path, ABANDONED)
+                        continue
                     count, found_problems = self._verify_one(folder, checked, meter, cancel)
                 items += count
                 problems += found_problems

@@ -29,12 +29,17 @@ from coldvault.jobs.image.backup import Layout
 from coldvault.jobs.image.jobdir import open_job_folder
 from coldvault.jobs.image.manifest import Manifest
 from coldvault.jobs.image.parts import part_name
+from coldvault.jobs.image.snapshots import abandoned
 from coldvault.jobs.image.verify import check_part_file
 from coldvault.jobs.verify_steps import StepResult, VerifyPosition, over_budget
 from coldvault.progress import ProgressMeter
 from coldvault.system.beneath import SafeDir, UnexpectedEntry
 from coldvault.system.cancel import CancelToken
 
+ABANDONED = (
+    "abandoned: a manifest but no parts (the original script's pruning removed them); "
+    "nothing to check, not damage; retention deletes it"
+)
 NOT_ADOPTED = (
     "no manifest yet (a folder of the original script): not yet adopted, nothing to "
     "compare against; the next backup run adopts the newest"
@@ -70,6 +75,9 @@ def _folders(
             continue
         if manifest is None:
             notes.append(f"{folder.path}: {NOT_ADOPTED}")
+            continue
+        if name != "." and abandoned(folder):
+            notes.append(f"{folder.path}: {ABANDONED}")
             continue
         count = Layout(manifest.source_size, manifest.part_size, manifest.block_size).count
         if len(manifest.parts) < count:
