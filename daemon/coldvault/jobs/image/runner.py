@@ -13,7 +13,7 @@ from pathlib import Path
 from coldvault.config.model import ImageJob
 from coldvault.errors import JobError
 from coldvault.jobs.base import JobResult, RestoreRequest, VerifyReport
-from coldvault.jobs.image import legacy, listing, snapshots
+from coldvault.jobs.image import legacy, listing, repair, repair_flags, snapshots
 from coldvault.jobs.image import manifest as manifest_mod
 from coldvault.jobs.image.backup import (
     Layout,
@@ -26,6 +26,7 @@ from coldvault.jobs.image.jobdir import open_job_folder
 from coldvault.jobs.image.manifest import Manifest, ManifestDamaged, PartRecord
 from coldvault.jobs.image.parts import DiskFull, part_indexes, part_name, remove_temporaries, scan
 from coldvault.jobs.image.reader import available_algorithm
+from coldvault.jobs.image.repair import RepairOutcome
 from coldvault.jobs.image.restore import restore
 from coldvault.jobs.image.source import OpenSource, hooks, open_source
 from coldvault.jobs.image.verify import Checked, verify_folder
@@ -64,11 +65,12 @@ class ImageRunner:
             if job.snapshots > 0:
                 snapshots.finish_deletions(top, job.name)
                 snapshots.report_strays(top, job.name)
-            stats, name = self._backup(top, src, algorithm, progress, cancel)
+            stats, name, repaired = self._backup(top, src, algorithm, progress, cancel)
         summary = (
             f"{stats.parts} parts, {stats.changed} changed, "
             f"{human_bytes(stats.bytes_read)} read, {human_bytes(stats.bytes_written)} written"
             + (f", {stats.removed} removed (source shrank)" if stats.removed else "")
+            + (f"; {repaired.summary()}" if repaired else "")
             + (f" -> {name}" if name else "")
         )
         log.info("%s: %s", job.name, summary)
@@ -83,9 +85,11 @@ class ImageRunner:
         algorithm: str,
         progress: ProgressCallback,
         cancel: CancelToken,
-    ) -> tuple[Stats, str | None]:
+    ) -> tuple[Stats, str | None, RepairOutcome | None]:
         """One pass into the work folder, then the snapshot's completion and retention."""
         job = self.job
+        flags = self._load_flags(top)
+        repaired = None
         with contextlib.ExitStack() as stack:
             work, base, resumed = self._prepare(stack, top)
             _refuse_odd_parts(work)
@@ -106,7 +110,8 @@ class ImageRunner:
                 source=str(job.source),
             )
             meter = ProgressMeter(job.name, "reading", progress, src.size)
-            records = found.parts if found is not None and found.part_size == job.part_size else ()
+            known = found.parts if found is not None and found.part_size == job.part_size else ()
+            records = _forget(known, repair.forced(flags))
             parts, stats = self._pass(
                 work, src, layout, algorithm, records, meter, cancel, template
             )
@@ -115,13 +120,49 @@ class ImageRunner:
             else:
                 stats.removed = removed
             now = datetime.now()
-            _save_complete(work, template, parts, stats, now)
+            saved = _save_complete(work, template, parts, stats, now)
+            if flags:
+                repaired = self._repair(top, work, saved, flags)
         name = None
         if job.snapshots > 0:
             crashpoint.reached("image.before-finish")
             name = snapshots.finish(top, now)
             snapshots.prune(top, job)
-        return stats, name
+        return stats, name, repaired
+
+    def _load_flags(self, top: SafeDir) -> list[repair_flags.Flag]:
+        """The parts verification flagged; a damaged list is reported and ignored."""
+        flags, damaged = repair_flags.load(top)
+        if damaged:
+            log.warning(
+                "%s: the repair list is not usable and was ignored (%s); "
+                "`coldvault verify JOB --all` records the damaged parts again",
+                self.job.name,
+                damaged,
+            )
+        elif flags:
+            log.info(
+                "%s: %d part(s) flagged by verification are written anew",
+                self.job.name,
+                len(repair.forced(flags)),
+            )
+        return flags
+
+    def _repair(
+        self, top: SafeDir, work: SafeDir, saved: Manifest, flags: list[repair_flags.Flag]
+    ) -> RepairOutcome:
+        """Heal older snapshots from this run's parts; keep what stays unrecoverable."""
+        key = "." if self.job.snapshots == 0 else snapshots.INPROGRESS
+        outcome = repair.repair_older(top, work, key, saved, flags)
+        repair_flags.save(top, outcome.remaining)
+        log.info("%s: %s", self.job.name, outcome.summary())
+        for line in outcome.unrecoverable:
+            log.warning(
+                "%s: %s stays damaged: unrecoverable (the source no longer holds its bytes)",
+                self.job.name,
+                line,
+            )
+        return outcome
 
     def _prepare(
         self, stack: contextlib.ExitStack[bool | None], top: SafeDir
@@ -338,21 +379,29 @@ class ImageRunner:
                 snapshots.report_strays(top, self.job.name)
             meter = ProgressMeter(self.job.name, "verifying", progress)
             checked: Checked = {}
-            items, problems = 0, []
+            items, problems, flags = 0, [], []
             for name in chosen:
+                damaged: list[tuple[int, str]] = []
                 with top.sub(name) as folder:
                     if name != "." and snapshots.abandoned(folder):
                         log.warning("%s: %s", folder.path, ABANDONED)
                         continue
-                    count, found_problems = self._verify_one(folder, checked, meter, cancel)
+                    count, found = self._verify_one(folder, checked, meter, cancel, damaged)
                 items += count
-                problems += found_problems
+                problems += found
+                flags += [repair_flags.Flag(name, i, why) for i, why in damaged]
             meter.emit()
+            repair_flags.record(top, flags, lambda s, _: s in chosen, self.job.name)
         shown = tuple(top.path.name if n == "." else n for n in chosen)
         return VerifyReport(self.job.name, shown, items, tuple(problems))
 
     def _verify_one(
-        self, folder: SafeDir, checked: Checked, meter: ProgressMeter, cancel: CancelToken
+        self,
+        folder: SafeDir,
+        checked: Checked,
+        meter: ProgressMeter,
+        cancel: CancelToken,
+        damaged: list[tuple[int, str]],
     ) -> tuple[int, list[str]]:
         try:
             found = manifest_mod.load(folder)
@@ -361,7 +410,9 @@ class ImageRunner:
         if found is None:  # not damage: nothing to compare against yet (no exit 6)
             log.warning("%s: %s; its parts were not checked", folder.path, NOT_ADOPTED)
             return 0, []
-        return verify_folder(folder, found, checked=checked, meter=meter, cancel=cancel)
+        return verify_folder(
+            folder, found, checked=checked, meter=meter, cancel=cancel, damaged=damaged
+        )
 
     def list(self, job_dir: Path) -> str:
         """A table of the job's snapshots."""
@@ -379,20 +430,24 @@ def _save_complete(
     parts: Sequence[PartRecord | None],
     stats: Stats,
     now: datetime,
-) -> None:
-    """The manifest that makes ``work`` a complete backup."""
-    manifest_mod.save(
-        work,
-        replace(
-            template,
-            parts=tuple(parts),
-            created=now.isoformat(timespec="seconds"),
-            changed=stats.changed,
-            bytes_read=stats.bytes_read,
-            bytes_written=stats.bytes_written,
-            complete=True,
-        ),
+) -> Manifest:
+    """The manifest that makes ``work`` a complete backup (saved, and returned)."""
+    done = replace(
+        template,
+        parts=tuple(parts),
+        created=now.isoformat(timespec="seconds"),
+        changed=stats.changed,
+        bytes_read=stats.bytes_read,
+        bytes_written=stats.bytes_written,
+        complete=True,
     )
+    manifest_mod.save(work, done)
+    return done
+
+
+def _forget(records: Sequence[PartRecord | None], indexes: set[int]) -> list[PartRecord | None]:
+    """``records`` without those of ``indexes``: flagged parts are written anew, never trusted."""
+    return [None if i in indexes else r for i, r in enumerate(records)]
 
 
 def _refuse_odd_parts(work: SafeDir) -> None:

@@ -9,6 +9,7 @@ from coldvault.jobs.image.backup import Layout
 from coldvault.jobs.image.legacy import hash_part_file
 from coldvault.jobs.image.manifest import Manifest, PartRecord
 from coldvault.jobs.image.parts import part_name, scan
+from coldvault.jobs.image.repair_flags import MISSING, reason_for
 from coldvault.progress import ProgressMeter
 from coldvault.system.beneath import SafeDir, UnexpectedEntry
 from coldvault.system.cancel import CancelToken
@@ -24,8 +25,14 @@ def verify_folder(
     checked: Checked,
     meter: ProgressMeter,
     cancel: CancelToken,
+    damaged: list[tuple[int, str]] | None = None,
 ) -> tuple[int, list[str]]:
-    """Check every part of one snapshot; return (parts checked, problems)."""
+    """Check every part of one snapshot; return (parts checked, problems).
+
+    ``damaged`` receives (index, reason) of each part a run can repair (see
+    :mod:`coldvault.jobs.image.repair_flags`).
+    """
+    found = damaged if damaged is not None else []
     layout = Layout(manifest.source_size, manifest.part_size, manifest.block_size)
     problems: list[str] = []
     if len(manifest.parts) < layout.count:
@@ -49,6 +56,7 @@ def verify_folder(
         st = folder.lstat(part_name(index))
         if st is None:
             problems.append(f"{path}: missing")
+            found.append((index, MISSING))
             continue
         if not stat.S_ISREG(st.st_mode):
             continue  # reported above
@@ -67,6 +75,9 @@ def verify_folder(
             meter.update(meter.done + st.st_size, detail=f"{folder.path.name}: part {index + 1}")
         if checked[key]:
             problems.append(f"{path}: {checked[key]}")
+            reason = reason_for(checked[key])
+            if reason:
+                found.append((index, reason))
     return layout.count, problems
 
 

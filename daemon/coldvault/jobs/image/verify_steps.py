@@ -23,7 +23,7 @@ from pathlib import Path
 
 from coldvault.config.model import ImageJob
 from coldvault.errors import Cancelled, ColdvaultError, JobError
-from coldvault.jobs.image import listing
+from coldvault.jobs.image import listing, repair_flags
 from coldvault.jobs.image import manifest as manifest_mod
 from coldvault.jobs.image.backup import Layout
 from coldvault.jobs.image.jobdir import open_job_folder
@@ -99,7 +99,20 @@ def image_step(
     """Check parts from ``position`` on until done, over budget, or cancelled."""
     with contextlib.ExitStack() as stack:
         top = stack.enter_context(open_job_folder(job_dir, job.target, create=False))
-        return _step(top, job, stack, position, budget, meter, cancel)
+        seen: dict[tuple[str, int], str] = {}
+        result = _step(top, job, stack, position, budget, meter, cancel, seen)
+        _record(top, job, seen)
+        return result
+
+
+def _record(top: SafeDir, job: ImageJob, seen: dict[tuple[str, int], str]) -> None:
+    """Keep the repairable findings of the parts this step checked for the next run."""
+    found = [
+        repair_flags.Flag(key, index, reason)
+        for (key, index), problem in seen.items()
+        if problem and (reason := repair_flags.reason_for(problem))
+    ]
+    repair_flags.record(top, found, lambda s, i: (s, i) in seen, job.name)
 
 
 def _step(
@@ -110,6 +123,7 @@ def _step(
     budget: int | None,
     meter: ProgressMeter,
     cancel: CancelToken,
+    seen: dict[tuple[str, int], str],
 ) -> StepResult:
     notes: list[str] = []
     problems: list[str] = []
@@ -142,6 +156,7 @@ def _step(
                 return StepResult(here, read, items, tuple(problems), tuple(notes))
             read += got
             items += 1
+            seen[(folder.key, index)] = problem
             if problem:
                 problems.append(f"{folder.path / part_name(index)}: {problem}")
             meter.update(meter.done + got, detail=f"part {index + 1} of {last}")
