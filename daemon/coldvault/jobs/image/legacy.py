@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 
+from coldvault.errors import JobError
 from coldvault.jobs.image.manifest import Manifest, PartRecord
 from coldvault.jobs.image.parts import part_indexes, part_name
 from coldvault.jobs.image.reader import hash_zeros, new_hasher, read_full
@@ -19,6 +20,11 @@ from coldvault.system.beneath import SafeDir
 from coldvault.system.cancel import CancelToken
 
 log = logging.getLogger("coldvault.image")
+
+NOT_ADOPTED = (
+    "no manifest yet (a folder of the original script): not yet adopted, nothing to "
+    "compare against; the next backup run adopts the newest"
+)
 
 
 def hash_part_file(
@@ -110,4 +116,26 @@ def adopt(
         parts=tuple(records),
         complete=True,
         adopted=True,
+    )
+
+
+def unverified_manifest(
+    folder: SafeDir, *, part_size: int, block_size: int, algorithm: str
+) -> Manifest:
+    """For restoring a folder without manifest (the original script's): sizes, no hashes.
+
+    A 0-byte last part is a full part of zeros, as the original reads it.
+    """
+    indexes = part_indexes(folder)
+    if not indexes:
+        raise JobError(f"{folder.path} holds no parts")
+    count = indexes[-1] + 1
+    last_st = folder.lstat(part_name(count - 1))
+    last = (last_st.st_size if last_st else 0) or part_size
+    return Manifest(
+        source_size=(count - 1) * part_size + last,
+        part_size=part_size,
+        block_size=block_size,
+        algorithm=algorithm,
+        parts=(None,) * count,
     )

@@ -81,7 +81,7 @@ def repair_older(
     remaining = tuple(replace(f, unrecoverable=True) for f in live if f.key not in fixed)
     lost = tuple(
         f"{top.child(f.snapshot)}/{part_name(f.part)}"
-        + (f" ({failed[f.key]})" if f.key in failed else "")
+        + (f" ({failed.get(f.key, 'the source no longer holds those bytes')})")
         for f in remaining
     )
     rewritten = len({i for i in forced(live) if i < len(new.parts)})

@@ -20,6 +20,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from coldvault.config.model import ImageJob, Retention
+from coldvault.errors import JobError
 from coldvault.jobs import retention
 from coldvault.jobs.image.manifest import MANIFEST_NAME
 from coldvault.jobs.image.parts import PART_RE, scan
@@ -76,6 +77,12 @@ def report_strays(job: SafeDir, job_name: str) -> list[str]:
     return lines
 
 
+ABANDONED = (
+    "abandoned: a manifest but no parts (the original script's pruning removed them); "
+    "nothing to check, not damage; retention deletes it"
+)
+
+
 def abandoned(folder: SafeDir) -> bool:
     """Whether ``folder`` holds a manifest but no part at all.
 
@@ -105,6 +112,32 @@ def newest(job: SafeDir) -> str | None:
         if not is_abandoned(job, name):
             return name
     return None
+
+
+def chosen(top: SafeDir, job: ImageJob, snapshot: str | None) -> str:
+    """The folder ``restore``/``verify`` mean: ``"."`` (``snapshots: 0``), newest, or named.
+
+    A name must be a real snapshot folder (never a symlink, file or FIFO).
+    """
+    if job.snapshots == 0 and snapshot in (None, "latest"):
+        return "."
+    if snapshot in (None, "latest"):
+        name = newest(top)
+        if name is None:
+            raise JobError(
+                f"no completed snapshot in {top.path}",
+                hint="run a backup first (`coldvault run JOB`)",
+            )
+        return name
+    name = str(snapshot)
+    kind = top.kind(name) if snapshot_time(name) is not None else None
+    if kind != "folder":
+        raise JobError(
+            f"no snapshot {name} in {top.path}"
+            + (f" (a {kind} there is not a snapshot folder)" if kind else ""),
+            hint="see `coldvault list JOB`",
+        )
+    return name
 
 
 def link_missing_parts(base: SafeDir, work: SafeDir) -> int:

@@ -2,20 +2,89 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
+from pathlib import Path
 
+from coldvault.config.model import ImageJob
+from coldvault.errors import JobError
+from coldvault.jobs.base import VerifyReport
+from coldvault.jobs.image import listing, repair_flags, snapshots
+from coldvault.jobs.image import manifest as manifest_mod
 from coldvault.jobs.image.backup import Layout
-from coldvault.jobs.image.legacy import hash_part_file
-from coldvault.jobs.image.manifest import Manifest, PartRecord
+from coldvault.jobs.image.jobdir import open_job_folder
+from coldvault.jobs.image.legacy import NOT_ADOPTED, hash_part_file
+from coldvault.jobs.image.manifest import Manifest, ManifestDamaged, PartRecord
 from coldvault.jobs.image.parts import part_name, scan
 from coldvault.jobs.image.repair_flags import MISSING, reason_for
-from coldvault.progress import ProgressMeter
+from coldvault.progress import ProgressCallback, ProgressMeter
 from coldvault.system.beneath import SafeDir, UnexpectedEntry
 from coldvault.system.cancel import CancelToken
 
+log = logging.getLogger("coldvault.image")
+
 # (device, inode) → problem text or "" : a part shared by hard links is read once.
 Checked = dict[tuple[int, int], str]
+
+
+def verify_job(
+    job: ImageJob,
+    job_dir: Path,
+    snapshot: str | None,
+    all_snapshots: bool,
+    progress: ProgressCallback,
+    cancel: CancelToken,
+) -> VerifyReport:
+    """``coldvault verify``: re-hash stored parts; record what a run can repair.
+
+    A damaged manifest is a problem; a folder without one, or an abandoned folder, is
+    noted but not damage.
+    """
+    with open_job_folder(job_dir, job.target, create=False) as top:
+        if all_snapshots:
+            chosen = listing.folders(top, job.snapshots)
+            if not chosen:
+                raise JobError(f"no backups in {top.path}", hint="run a backup first")
+        else:
+            chosen = [snapshots.chosen(top, job, snapshot)]
+        if job.snapshots:
+            snapshots.report_strays(top, job.name)
+        meter = ProgressMeter(job.name, "verifying", progress)
+        items, problems, flags = _verify_folders(top, chosen, meter, cancel)
+        meter.emit()
+        repair_flags.record(top, flags, lambda name, _: name in chosen, job.name)
+    shown = tuple(top.path.name if n == "." else n for n in chosen)
+    return VerifyReport(job.name, shown, items, tuple(problems))
+
+
+def _verify_folders(
+    top: SafeDir, chosen: list[str], meter: ProgressMeter, cancel: CancelToken
+) -> tuple[int, list[str], list[repair_flags.Flag]]:
+    """(parts checked, problems, repair flags) over the folders ``chosen``."""
+    checked: Checked = {}
+    items, problems, flags = 0, [], []
+    for name in chosen:
+        damaged: list[tuple[int, str]] = []
+        with top.sub(name) as folder:
+            if name != "." and snapshots.abandoned(folder):
+                log.warning("%s: %s", folder.path, snapshots.ABANDONED)
+                continue
+            try:
+                found = manifest_mod.load(folder)
+            except ManifestDamaged as exc:
+                problems.append(f"{exc.path}: damaged manifest: {exc.why}")
+                continue
+            if found is None:  # not damage: nothing to compare against yet (no exit 6)
+                log.warning("%s: %s; its parts were not checked", folder.path, NOT_ADOPTED)
+                continue
+            count, more = verify_folder(
+                folder, found, checked=checked, meter=meter, cancel=cancel, damaged=damaged
+            )
+        items += count
+        problems += more
+        flags += [repair_flags.Flag(name, i, why) for i, why in damaged]
+    return items, problems, flags
 
 
 def verify_folder(

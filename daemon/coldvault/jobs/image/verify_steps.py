@@ -27,23 +27,17 @@ from coldvault.jobs.image import listing, repair_flags
 from coldvault.jobs.image import manifest as manifest_mod
 from coldvault.jobs.image.backup import Layout
 from coldvault.jobs.image.jobdir import open_job_folder
+from coldvault.jobs.image.legacy import NOT_ADOPTED
 from coldvault.jobs.image.manifest import Manifest
 from coldvault.jobs.image.parts import part_name
-from coldvault.jobs.image.snapshots import abandoned
+from coldvault.jobs.image.snapshots import ABANDONED, abandoned
 from coldvault.jobs.image.verify import check_part_file
 from coldvault.jobs.verify_steps import StepResult, VerifyPosition, over_budget
+
+__all__ = ["ABANDONED", "NOT_ADOPTED", "image_step"]
 from coldvault.progress import ProgressMeter
 from coldvault.system.beneath import SafeDir, UnexpectedEntry
 from coldvault.system.cancel import CancelToken
-
-ABANDONED = (
-    "abandoned: a manifest but no parts (the original script's pruning removed them); "
-    "nothing to check, not damage; retention deletes it"
-)
-NOT_ADOPTED = (
-    "no manifest yet (a folder of the original script): not yet adopted, nothing to "
-    "compare against; the next backup run adopts the newest"
-)
 
 
 @dataclass(frozen=True)
