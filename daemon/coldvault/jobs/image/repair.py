@@ -24,6 +24,7 @@ from coldvault.jobs.image import snapshots
 from coldvault.jobs.image.manifest import Manifest, PartRecord
 from coldvault.jobs.image.parts import TMP_PREFIX, TMP_SUFFIX, part_name
 from coldvault.jobs.image.repair_flags import Flag
+from coldvault.system import crashpoint
 from coldvault.system.beneath import SafeDir
 
 log = logging.getLogger("coldvault.image")
@@ -172,8 +173,10 @@ def _relink(folder: SafeDir, work: SafeDir, index: int, record: PartRecord | Non
     with contextlib.suppress(FileNotFoundError):
         folder.unlink(tmp)
     folder.link(name, tmp, src_dir=work)
+    crashpoint.reached("image.repair-linked")
     folder.rename(tmp, name)  # replaces the damaged name; its inode is never written
     folder.fsync()
+    crashpoint.reached("image.repair-renamed")
     st = folder.lstat(name)
     assert st is not None and record is not None
     return replace(record, stored=st.st_size, ino=st.st_ino, mtime_ns=st.st_mtime_ns)
