@@ -1,4 +1,8 @@
-"""Verify: re-hash stored parts against the manifest and name every corrupt or missing part."""
+"""Verify: re-hash stored parts against the manifest and name every corrupt or missing part.
+
+What a run can repair is recorded in the job folder's repair list
+(:mod:`coldvault.jobs.image.repair_flags`).
+"""
 
 from __future__ import annotations
 

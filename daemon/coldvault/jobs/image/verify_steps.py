@@ -9,8 +9,11 @@ first snapshot folder still to check at that index).
 
 Folders without a manifest (made by the original script, not yet adopted by
 a backup run) have nothing to compare against: they are noted, not counted
-as damage. Parts are found without following symlinks; anything that is not
-a regular file where a part is expected is reported.
+as damage; so are abandoned folders (a manifest, no parts). Parts are found
+without following symlinks; anything that is not a regular file where a part is
+expected is reported. Each step records the corrupt or missing parts it checked
+in the job folder's repair list (see :mod:`coldvault.jobs.image.repair_flags`),
+so the next backup run repairs them.
 """
 
 from __future__ import annotations
@@ -33,11 +36,11 @@ from coldvault.jobs.image.parts import part_name
 from coldvault.jobs.image.snapshots import ABANDONED, abandoned
 from coldvault.jobs.image.verify import check_part_file
 from coldvault.jobs.verify_steps import StepResult, VerifyPosition, over_budget
-
-__all__ = ["ABANDONED", "NOT_ADOPTED", "image_step"]
 from coldvault.progress import ProgressMeter
 from coldvault.system.beneath import SafeDir, UnexpectedEntry
 from coldvault.system.cancel import CancelToken
+
+__all__ = ["ABANDONED", "NOT_ADOPTED", "image_step"]
 
 
 @dataclass(frozen=True)
