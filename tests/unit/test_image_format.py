@@ -203,3 +203,14 @@ def test_abandoned_newest_is_never_the_base_and_retention_deletes_it(tmp_path: P
     assert after["part_00000001"] == before["part_00000001"]
     assert after["part_00000002"] == before["part_00000002"]
     assert restore_bytes(job, job_dir, tmp_path / "r1") == src.read_bytes()
+
+
+def test_an_empty_source_is_not_an_abandoned_folder(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.write_bytes(b"")
+    job = make_job(src)
+    run(job, tmp_path / "b")
+    run(job, tmp_path / "b")
+    first, _ = snapshots(tmp_path / "b")  # both kept: a backup of 0 bytes is complete
+    assert "abandoned" not in ImageRunner(job).list(tmp_path / "b")
+    assert restore_bytes(job, tmp_path / "b", tmp_path / "out", snapshot=first.name) == b""

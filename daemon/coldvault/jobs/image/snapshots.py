@@ -22,7 +22,8 @@ from datetime import datetime, timedelta
 from coldvault.config.model import ImageJob, Retention
 from coldvault.errors import JobError
 from coldvault.jobs import retention
-from coldvault.jobs.image.manifest import MANIFEST_NAME
+from coldvault.jobs.image.manifest import MANIFEST_NAME, ManifestDamaged
+from coldvault.jobs.image.manifest import load as load_manifest
 from coldvault.jobs.image.parts import PART_RE, scan
 from coldvault.system import crashpoint
 from coldvault.system.beneath import SafeDir, UnexpectedEntry
@@ -92,7 +93,13 @@ def abandoned(folder: SafeDir) -> bool:
     """
     if folder.lstat(MANIFEST_NAME) is None:
         return False
-    return not any(PART_RE.match(name) for name in folder.names())
+    if any(PART_RE.match(name) for name in folder.names()):
+        return False
+    try:
+        manifest = load_manifest(folder)
+    except ManifestDamaged:
+        return True  # no parts and nothing trustworthy: nothing to restore either
+    return manifest is None or manifest.count > 0  # an empty source needs no parts
 
 
 def is_abandoned(job: SafeDir, name: str) -> bool:
