@@ -21,6 +21,7 @@ from coldvault import __version__
 APT_ENV = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
 # Debian tools only: the package must run on Debian's python3, not a venv's or pyenv's.
 SYSTEM_ENV = {**APT_ENV, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+MAN_ENV = {**SYSTEM_ENV, "LC_ALL": "C.UTF-8", "MANWIDTH": "80", "MANROFFSEQ": "", "PAGER": "cat"}
 
 
 def sh(*argv: str | Path, env: dict[str, str] = SYSTEM_ENV) -> subprocess.CompletedProcess[str]:
@@ -35,27 +36,64 @@ def is_installed(package: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def installed_deb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Build the .deb out of tree, apt-get install it, and purge it afterwards."""
-    require_root()
-    require_programs("dpkg-buildpackage", "dh", "apt-get")
-    require(not is_installed("coldvault"), "a coldvault package is already installed here")
+def built_deb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Build the .deb out of tree (no root needed); removed afterwards."""
+    require_programs("dpkg-buildpackage", "dh")
     out = tmp_path_factory.mktemp("deb")
-    built = subprocess.run(
-        [str(ROOT / "packaging/build-deb"), str(out)], capture_output=True, text=True, check=False
-    )
-    assert built.returncode == 0, built.stderr[-4000:]
-    deb = Path(built.stdout.strip().splitlines()[-1])
-    assert deb.name == f"coldvault_{__version__}_all.deb"
     try:
-        done = sh("apt-get", "install", "-y", "-q", "--no-install-recommends", deb, env=APT_ENV)
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        built = subprocess.run(
+            [str(ROOT / "packaging/build-deb"), str(out)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert built.returncode == 0, built.stderr[-4000:]
+        deb = Path(built.stdout.strip().splitlines()[-1])
+        assert deb.name == f"coldvault_{__version__}_all.deb"
         yield deb
     finally:
-        sh("apt-get", "purge", "-y", "-q", "coldvault", env=APT_ENV)
         shutil.rmtree(out, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def installed_deb(built_deb: Path) -> Iterator[Path]:
+    """apt-get install the built .deb, and purge it afterwards."""
+    require_root()
+    require_programs("apt-get")
+    require(not is_installed("coldvault"), "a coldvault package is already installed here")
+    try:
+        done = sh(
+            "apt-get", "install", "-y", "-q", "--no-install-recommends", built_deb, env=APT_ENV
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        yield built_deb
+    finally:
+        sh("apt-get", "purge", "-y", "-q", "coldvault", env=APT_ENV)
     assert not is_installed("coldvault")
     assert not Path("/etc/coldvault/config.yaml").exists()
+
+
+def test_lintian_reports_no_error_or_warning(built_deb: Path) -> None:
+    """`lintian -I -E --pedantic`: informational and pedantic tags may stay, E:/W: not."""
+    require_programs("lintian")
+    done = sh("lintian", "-I", "-E", "--pedantic", built_deb)
+    tags = done.stdout.splitlines()
+    bad = [line for line in tags if line.startswith(("E:", "W:"))]
+    assert not bad, "\n".join(tags)
+    # Exit 0 without E:/W: tags; 2 would mean lintian itself failed.
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_man_page_and_completion_are_installed(installed_deb: Path) -> None:
+    files = sh("dpkg", "-L", "coldvault").stdout.splitlines()
+    assert "/usr/share/man/man1/coldvault.1.gz" in files
+    assert "/usr/share/bash-completion/completions/coldvault" in files
+    done = sh("man", "--warnings", "-E", "UTF-8", "-Tutf8", "-Z", "coldvault", env=MAN_ENV)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    rendered = sh("man", "coldvault", env=MAN_ENV).stdout
+    assert "coldvault disk init" in rendered
+    assert __version__ in rendered
 
 
 def test_installed_command_reports_the_version(installed_deb: Path) -> None:

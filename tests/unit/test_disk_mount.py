@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from tests.conftest import require_programs, require_root
+from tests.unit.blockdev_env import mounted_elsewhere
 
 from coldvault.config.model import DiskConfig, MountConfig, TokenConfig
 from coldvault.disk import token
 from coldvault.disk.mount import MountLayer, fstab_entry, verify_mount
 from coldvault.disk.stack import DiskStack
 from coldvault.errors import DiskError, TokenRejected
+from coldvault.system import blockdev
+from coldvault.system.mounts import mount_at
 
 
 def sh(*argv: object) -> str:
@@ -160,3 +165,37 @@ def test_stack_with_mount_and_token_round_trip(loopfs: tuple[Path, str], tmp_pat
         stack.open()
     assert " " + str(point) + " " not in Path("/proc/self/mountinfo").read_text()
     assert sorted(p.name for p in point.iterdir()) == []  # the bare folder: nothing written
+
+
+def test_a_mount_in_another_namespace_is_named_before_mounting(
+    loopfs: tuple[Path, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Mounting the same filesystem again is safe, but the user learns why close may fail."""
+    dev, _ = loopfs
+    with mounted_elsewhere(dev, tmp_path / "elsewhere"):
+        point = tmp_path / "backup"
+        layer = MountLayer(MountConfig(point=point, device=dev), None, fstab=tmp_path / "none")
+        with caplog.at_level(logging.WARNING, logger="coldvault.disk.mount"):
+            layer.open()
+        try:
+            assert verify_mount(point, dev).mount_point == point
+            assert "another mount namespace" in caplog.text
+        finally:
+            layer.close()
+        assert mount_at(point) is None
+
+
+def test_a_device_another_program_holds_exclusively_is_named_when_mount_fails(
+    loopfs: tuple[Path, str], tmp_path: Path
+) -> None:
+    dev, _ = loopfs
+    point = tmp_path / "backup"
+    layer = MountLayer(MountConfig(point=point, device=dev), None, fstab=tmp_path / "none")
+    fd = blockdev.open_exclusive(dev, os.O_RDONLY)
+    assert fd is not None
+    try:
+        with pytest.raises(DiskError, match="held open exclusively by another program"):
+            layer.open()
+    finally:
+        os.close(fd)
+    assert mount_at(point) is None

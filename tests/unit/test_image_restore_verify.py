@@ -118,14 +118,15 @@ def test_restore_skip_zeros_leaves_zero_parts_unwritten(tmp_path: Path) -> None:
     full = write_source(src, [(PART, True), (PART, False), (PART + 100, True), (50, False)])
     run(make_job(src), tmp_path / "b")
     dest = tmp_path / "dest"
-    dest.write_bytes(b"\x55" * len(full))
+    dest.write_bytes(b"\x55" * (5 * PART))
     got = restore_bytes(make_job(src), tmp_path / "b", dest, skip_zeros=True)
-    assert len(got) == len(full)
+    assert len(got) == 5 * PART > len(full)  # a destination file is never shrunk
     assert got[:PART] == full[:PART]
     assert got[PART : 2 * PART] == b"\x55" * PART  # the 0-byte null part 1 skipped
-    assert got[2 * PART :] == full[2 * PART :]  # the short zero tail is stored, so written
+    assert got[2 * PART : len(full)] == full[2 * PART :]  # the short zero tail is stored
+    assert got[len(full) :] == b"\x55" * (5 * PART - len(full))  # past the end: left alone
     got = restore_bytes(make_job(src), tmp_path / "b", dest)
-    assert got == full
+    assert got[: len(full)] == full
 
 
 def test_restore_unknown_snapshot_is_clear(tmp_path: Path) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.unit.blockdev_env import mounted_elsewhere
 from tests.unit.prepare_loops import loop_device, partition, require_loop_tools, sh
 
 from coldvault.disk.prepare import safety
@@ -129,3 +131,45 @@ def test_by_id_style_symlink_is_resolved(loop: Path, tmp_path: Path) -> None:
     assert report.device.path == loop
     assert report.given == str(link)
     assert report.describe().startswith(f"{link} ({loop})")
+
+
+def test_mount_only_in_another_namespace_is_in_use(loop: Path, tmp_path: Path) -> None:
+    """The kernel's O_EXCL answer sees what this namespace's mountinfo does not."""
+    sh("mkfs.ext4", "-q", loop)
+    with mounted_elsewhere(loop, tmp_path / "mnt"):
+        report = safety.inspect(str(loop))
+        assert safety.uses(report.device) == ()  # invisible to mountinfo
+        assert any("another mount namespace" in m for m in report.mounts)
+        assert "in use: " in report.describe()
+        with pytest.raises(DiskError, match=r"it is in use: .*another mount namespace"):
+            safety.check_can_destroy(report, str(loop))
+    safety.check_can_destroy(safety.inspect(str(loop)), str(loop))  # free again
+
+
+def test_partition_mounted_in_another_namespace_makes_the_disk_in_use(
+    loop: Path, tmp_path: Path
+) -> None:
+    part = partition(loop)
+    sh("mkfs.ext4", "-q", part)
+    with mounted_elsewhere(part, tmp_path / "mnt"):
+        report = safety.inspect(str(loop))
+        with pytest.raises(DiskError, match=f"{part} is in use, but no mount"):
+            safety.check_can_destroy(report, str(loop))
+
+
+def test_dry_run_does_not_call_a_disk_mounted_elsewhere_free(
+    loop: Path, tmp_path: Path, coldvault_cmd: list[str]
+) -> None:
+    sh("mkfs.btrfs", "-q", loop)
+    with mounted_elsewhere(loop, tmp_path / "mnt"):
+        done = subprocess.run(
+            [*coldvault_cmd, "disk", "init", str(loop), "--dry-run", "--yes-destroy", str(loop),
+             "--key-file", str(tmp_path / "etc" / "backup.key"),
+             "--hash-file", str(tmp_path / "etc" / "token.sha512"),
+             "--mount-point", str(tmp_path / "media")],
+            check=False, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120,
+        )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"in use: {loop} is in use, but no mount or holder" in done.stdout
+    assert f"refusing {loop}: it is in use" in done.stderr
+    assert "would run" not in done.stdout

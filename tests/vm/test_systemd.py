@@ -6,7 +6,10 @@ A boot of its own (systemd as PID 1 cannot share the harness's boot): ``vng
 real systemd with ``--unit=coldvault-vmtest.target``. That target's service runs
 ``tests/vm/systemd/checks.py`` against the real unit (only its ExecStart points at
 this checkout's venv, and a drop-in shortens the watchdog and restart delays) and
-writes one result per check; each host test below asserts one of them.
+writes one result per check; each host test below asserts one of them. The last
+checks install two Debian packages built here from this checkout (the second a
+newer version of the same code), upgrade with the daemon running, then remove and
+purge it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from coldvault import __version__
 from coldvault.cli.service_cmd import render_unit
 from tests.conftest import ROOT, require, require_programs, require_root
 from tests.vm import harness
@@ -29,7 +33,7 @@ pytestmark = pytest.mark.vm
 
 IN_GUEST = os.environ.get("COLDVAULT_IN_GUEST") == "1"
 BOOT_DIR = harness.WORK / "systemd-boot"
-BOOT_TIMEOUT = 1800  # seconds: boot + checks under software emulation
+BOOT_TIMEOUT = 2400  # seconds: boot + checks (and two package installs) under emulation
 CHECKS = [
     "start_reaches_active_after_ready",
     "status_shows_status_line",
@@ -38,7 +42,13 @@ CHECKS = [
     "stop_tears_the_stack_down",
     "watchdog_restarts_a_hung_daemon",
     "broken_config_stops_without_restart_loop",
+    "package_upgrade_restarts_the_running_daemon",
+    "package_remove_stops_the_daemon",
+    "package_purge_cleans_up",
 ]
+# The upgrade checks get two builds of this checkout: the changelog's version, and
+# the same code with a newer Debian version (an entry build-deb adds to its copy).
+UPGRADE_SUFFIX = "+upgradetest1"
 GUEST_PATH = f"{harness.VENV_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # Only timings differ from the shipped unit, so the test does not wait minutes.
@@ -65,6 +75,8 @@ After=basic.target systemd-udevd.service systemd-udev-trigger.service systemd-jo
 Type=oneshot
 Environment=PATH={path}
 Environment=CVTEST_OUT={out}
+Environment=CVTEST_UNITS={units}
+Environment=CVTEST_DEBS={debs}
 Environment=PYTHONDONTWRITEBYTECODE=1
 WorkingDirectory={root}
 ExecStart={python} {root}/tests/vm/systemd/checks.py
@@ -93,11 +105,25 @@ def write_units(units: Path, out: Path) -> None:
         CHECK_SERVICE.format(
             path=GUEST_PATH,
             out=out,
+            units=units,
+            debs=BOOT_DIR / "debs",
             root=ROOT,
             python=harness.VENV_BIN / "python",
             timeout=BOOT_TIMEOUT - 120,
         )
     )
+
+
+def build_debs(debs: Path) -> None:
+    """debs/old: the package as the changelog says; debs/new: the same, a newer version."""
+    for which, extra in (("old", []), ("new", ["--deb-version", __version__ + UPGRADE_SUFFIX])):
+        built = subprocess.run(
+            [str(ROOT / "packaging" / "build-deb"), *extra, str(debs / which)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert built.returncode == 0, f"build-deb {extra}: {built.stderr[-3000:]}"
 
 
 def boot_argv(vng: Path, vmlinuz: Path, out: Path) -> list[str]:
@@ -126,7 +152,9 @@ def boot_argv(vng: Path, vmlinuz: Path, out: Path) -> list[str]:
 def guest_results() -> dict[str, dict[str, object]]:
     """Boot the guest with systemd as PID 1 once; the checks' results by name."""
     require_root()
-    require_programs("qemu-system-x86_64", "unshare", "busybox", "apt-get", "depmod")
+    require_programs(
+        "qemu-system-x86_64", "unshare", "busybox", "apt-get", "depmod", "dpkg-buildpackage"
+    )
     require(not IN_GUEST, "the guest does not boot guests")
     vmlinuz = harness.ensure_kernel()
     vng = harness.ensure_vng()
@@ -135,6 +163,7 @@ def guest_results() -> dict[str, dict[str, object]]:
     out.mkdir(parents=True)
     (BOOT_DIR / "systemd").touch()  # bind-mount target for the real systemd
     write_units(BOOT_DIR / "units", out)
+    build_debs(BOOT_DIR / "debs")
     env = {**os.environ, "PATH": f"{harness.VENV_BIN}:{os.environ.get('PATH', os.defpath)}"}
     start = time.monotonic()
     console_log = out / "console.log"

@@ -25,11 +25,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Print the report; exit 1 (state damaged), 6 (verify found problems), 7 (overdue)."""
+    from coldvault.mount import listing
     from coldvault.service.status import build_report, render_text
 
-    report = build_report(load_config(args))
+    config = load_config(args)
+    report = build_report(config)
+    mounted = listing.mounts(config.settings.runtime_dir)
     if args.json:
-        print(json.dumps(report.to_json(), indent=2))
+        print(json.dumps({**report.to_json(), "mounts": mounted}, indent=2))
     else:
-        print(render_text(report))
+        print("\n".join([render_text(report), *listing.lines(mounted)]))
     return report.exit_code

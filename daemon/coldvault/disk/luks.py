@@ -7,15 +7,19 @@ anyone who can read it can decrypt the backups. A wrong key is a clear error
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import stat
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from coldvault.config.model import LuksConfig
 from coldvault.disk.layers import QUICK_TIMEOUT, SLOW_TIMEOUT, LayerStatus, settle
 from coldvault.errors import CommandError, DiskError
 from coldvault.system import proc
+from coldvault.system.beneath import UnexpectedEntry, open_regular
 from coldvault.system.cancel import CancelToken
 
 log = logging.getLogger("coldvault.disk.luks")
@@ -25,19 +29,37 @@ MAPPER = Path("/dev/mapper")
 _EXIT_WRONG_KEY = 2
 
 
-def check_key_file(key_file: Path) -> None:
-    """Raise DiskError unless ``key_file`` is a regular file owned by root, mode 600 or stricter."""
+@contextlib.contextmanager
+def opened_key_file(key_file: Path) -> Iterator[Path]:
+    """Open and check the key file; yield a path that reaches exactly the file checked.
+
+    The file is opened without blocking (a FIFO there must not hang the run) and
+    only a regular file owned by root with mode 600 or stricter is accepted, judged
+    on the open descriptor. cryptsetup is given ``/proc/PID/fd/N`` (Linux), so it
+    reads the very file that was checked even if the name is replaced meanwhile.
+    """
     try:
-        st = os.stat(key_file)
+        fd = open_regular(key_file)
     except FileNotFoundError:
         raise DiskError(
             f"LUKS key file {key_file} does not exist",
             hint="set disk.luks.key_file to the key that unlocks the backup disk",
         ) from None
+    except UnexpectedEntry as exc:
+        raise DiskError(
+            f"LUKS key file {key_file} is not a regular file (it is a {exc.found})"
+        ) from None
     except OSError as exc:
         raise DiskError(f"cannot read LUKS key file {key_file}: {exc.strerror}") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise DiskError(f"LUKS key file {key_file} is not a regular file")
+    try:
+        _check_owner_and_mode(os.fstat(fd), key_file)
+        linux = sys.platform.startswith("linux")
+        yield Path(f"/proc/{os.getpid()}/fd/{fd}") if linux else key_file
+    finally:
+        os.close(fd)
+
+
+def _check_owner_and_mode(st: os.stat_result, key_file: Path) -> None:
     if st.st_uid != 0:
         raise DiskError(
             f"LUKS key file {key_file} is owned by uid {st.st_uid}, not root",
@@ -49,6 +71,12 @@ def check_key_file(key_file: Path) -> None:
             f"(mode {stat.S_IMODE(st.st_mode):04o})",
             hint=f"chmod 600 {key_file}",
         )
+
+
+def check_key_file(key_file: Path) -> None:
+    """Raise DiskError unless ``key_file`` is a regular file owned by root, mode 600 or stricter."""
+    with opened_key_file(key_file):
+        pass
 
 
 class LuksLayer:
@@ -77,16 +105,20 @@ class LuksLayer:
         """Check the key file, then open the mapping (no-op when it is open)."""
         if self.is_open():
             return
-        check_key_file(self.config.key_file)
-        if not os.path.exists(self.source):
-            raise DiskError(f"encrypted device {self.source} does not exist")
+        with opened_key_file(self.config.key_file) as key:
+            if not os.path.exists(self.source):
+                raise DiskError(f"encrypted device {self.source} does not exist")
+            self._open_with(key)
+        settle(self.cancel)
+
+    def _open_with(self, key: Path) -> None:
         argv: list[str | Path] = [
             "cryptsetup",
             "open",
             "--type",
             "luks",
             "--key-file",
-            self.config.key_file,
+            key,
             self.source,
             self.config.name,
         ]
@@ -105,7 +137,6 @@ class LuksLayer:
                 f"could not open LUKS device {self.source}: {exc.message}",
                 hint=f"check `cryptsetup luksDump {self.source}`",
             ) from exc
-        settle(self.cancel)
 
     def close(self) -> None:
         """Close the mapping."""

@@ -17,9 +17,10 @@ import psutil
 from coldvault.config.model import MountConfig
 from coldvault.disk.layers import QUICK_TIMEOUT, SLOW_TIMEOUT, LayerStatus
 from coldvault.errors import CommandError, DiskError
-from coldvault.system import proc
+from coldvault.system import blockdev, proc
 from coldvault.system.cancel import CancelToken
-from coldvault.system.mounts import MountInfo, mount_at
+from coldvault.system.mounts import MountInfo, device_number, mount_at
+from coldvault.system.mounts import is_mount_of as mounts_is_mount_of
 
 log = logging.getLogger("coldvault.disk.mount")
 
@@ -73,16 +74,19 @@ def fstab_entry(point: Path, fstab: Path = FSTAB) -> FstabEntry | None:
 def is_mount_of(info: MountInfo, device: Path) -> bool:
     """Whether the mount ``info`` is a mount of block device ``device``.
 
-    Device numbers are compared first; Btrfs reports an anonymous device number
-    in mountinfo, so the resolved source path is compared too.
+    The one comparison of :mod:`coldvault.system.mounts`: device numbers, and the
+    source device (Btrfs reports an anonymous device number in mountinfo).
     """
-    try:
-        rdev = os.stat(device).st_rdev
-    except OSError:
-        return False
-    if (info.major, info.minor) == (os.major(rdev), os.minor(rdev)):
-        return True
-    return os.path.realpath(info.source) == os.path.realpath(device)
+    number = device_number(device)
+    return number is not None and mounts_is_mount_of(info, number)
+
+
+def busy_elsewhere(device: Path | None) -> str | None:
+    """What uses ``device`` out of this namespace's sight (the kernel's answer), or None."""
+    if device is None or device_number(device) is None:
+        return None
+    use = blockdev.probe(device)
+    return use.describe() if use.hidden else None
 
 
 def verify_mount(point: Path, device: Path | None) -> MountInfo:
@@ -178,13 +182,17 @@ class MountLayer:
             if self.config.options:
                 argv += ["-o", ",".join(self.config.options)]
             argv += [self.device, self.point]
+        elsewhere = busy_elsewhere(self.device)
+        if elsewhere:  # a second mount of the same filesystem is safe, but close will fail
+            log.warning("backup device %s is in use out of sight: %s", self.device, elsewhere)
         log.info("mounting %s at %s", self.device or "(fstab)", self.point)
         try:
             proc.run(argv, timeout=SLOW_TIMEOUT, cancel=self.cancel)
         except CommandError as exc:
+            why = f" ({elsewhere})" if elsewhere else ""
             raise DiskError(
                 f"could not mount {self.device or 'the backup filesystem'} at {self.point}: "
-                f"{exc.message}",
+                f"{exc.message}{why}",
                 hint="check disk.mount (fstype, options) and `dmesg`",
             ) from exc
 

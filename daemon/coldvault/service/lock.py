@@ -30,6 +30,19 @@ def hold_lock(
     ``wait``: 0 fails at once with Busy if another process holds it, None waits
     as long as it takes, a number waits that many seconds.
     """
+    fd = open_locked(path, wait=wait, cancel=cancel)
+    try:
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
+def open_locked(path: Path, *, wait: float | None = 0, cancel: CancelToken | None = None) -> int:
+    """Take the lock at ``path`` (see :func:`hold_lock`); return its descriptor.
+
+    The lock is held while any process has this descriptor (or a copy of it) open:
+    ``coldvault mount`` hands it to its FUSE server, which holds it for its life.
+    """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -42,9 +55,10 @@ def hold_lock(
         _acquire(fd, path, wait, cancel)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
-        yield
-    finally:
-        os.close(fd)  # closing releases the flock
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _acquire(fd: int, path: Path, wait: float | None, cancel: CancelToken | None) -> None:

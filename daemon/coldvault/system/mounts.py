@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,11 +21,22 @@ class MountInfo:
     options: tuple[str, ...]
     fstype: str
     source: str
+    super_options: tuple[str, ...] = ()  # the filesystem's own options, shared by all its mounts
 
     @property
     def read_only(self) -> bool:
         """Whether this mount is read-only."""
         return "ro" in self.options
+
+    @property
+    def filesystem_read_only(self) -> bool:
+        """Whether the filesystem itself is read-only, in every mount namespace.
+
+        A mount can be read-only while the filesystem is writable through another
+        mount (a read-only bind, or a mount elsewhere): only the superblock's ``ro``
+        means nothing can change it.
+        """
+        return "ro" in self.super_options
 
 
 def _unescape(field: str) -> str:
@@ -51,6 +63,7 @@ def parse(text: str) -> list[MountInfo]:
                 tuple(f[5].split(",")),
                 r[0],
                 _unescape(r[1]),
+                tuple(r[2].split(",")) if len(r) > 2 else (),
             )
         )
     return result
@@ -71,11 +84,32 @@ def mount_at(point: Path) -> MountInfo | None:
     return found
 
 
-def mounts_of_device(device: Path) -> list[MountInfo]:
-    """Every mount of the block device ``device`` (matched by device number)."""
+def device_number(path: Path | str) -> tuple[int, int] | None:
+    """(major, minor) of the block device at ``path`` (symlinks followed), else None."""
     try:
-        rdev = os.stat(device).st_rdev
-    except OSError:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    if not stat.S_ISBLK(st.st_mode):
+        return None
+    return os.major(st.st_rdev), os.minor(st.st_rdev)
+
+
+def is_mount_of(info: MountInfo, number: tuple[int, int]) -> bool:
+    """Whether ``info`` mounts the block device with device number ``number``.
+
+    mountinfo's device number is the filesystem's, which for Btrfs (and other
+    multi-device filesystems) is an anonymous ``0:N``: the ``source`` field is
+    matched too, by the device number of the node it names (symlinks resolved).
+    """
+    if (info.major, info.minor) == number:
+        return True
+    return info.source.startswith("/") and device_number(info.source) == number
+
+
+def mounts_of_device(device: Path, table: list[MountInfo] | None = None) -> list[MountInfo]:
+    """Every mount of the block device ``device``, by device number and by source device."""
+    number = device_number(device)
+    if number is None:
         return []
-    major, minor = os.major(rdev), os.minor(rdev)
-    return [m for m in mounts() if (m.major, m.minor) == (major, minor)]
+    return [m for m in (mounts() if table is None else table) if is_mount_of(m, number)]

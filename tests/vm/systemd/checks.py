@@ -4,9 +4,12 @@ systemd is PID 1 here (see ``init`` beside this file) and coldvault.service is t
 real hardened unit with ExecStart pointing at this checkout's venv. Each check
 drives the service the way an administrator would (systemctl, journalctl,
 plugging a loop device that carries LUKS + ext4) and records what it saw in
-``$CVTEST_OUT/results.json``; tests/vm/test_systemd.py asserts on the host. At the
-end the guest powers off through sysrq (systemd in "container" mode would only
-exit, which makes the kernel panic instead of powering off).
+``$CVTEST_OUT/results.json``; tests/vm/test_systemd.py asserts on the host. The
+last checks replace that unit by the Debian package (two builds the host made,
+in ``$CVTEST_DEBS``): install, enable, upgrade with the daemon running, remove,
+purge, with dpkg as apt would run it. At the end the guest powers off
+through sysrq (systemd in "container" mode would only exit, which makes the
+kernel panic instead of powering off).
 """
 
 from __future__ import annotations
@@ -34,12 +37,24 @@ CONFIG = WORK / "config.yaml"
 POINT = WORK / "mnt"
 HASH_FILE = WORK / "token.sha512"
 SD_MESSAGE_UNIT_STARTED = "39f53479d3a045ac8e11786248231fbf"
+DEBS = Path(os.environ.get("CVTEST_DEBS", "/nonexistent"))
+PACKAGED_UNIT = "/lib/systemd/system/coldvault.service"
+# dpkg and the maintainer scripts run with Debian's PATH, not the venv's python3.
+DPKG_ENV = {
+    "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+    "DEBIAN_FRONTEND": "noninteractive",
+    "LANG": "C.UTF-8",
+}
 
 results: dict[str, dict[str, object]] = {}
 
 
-def sh(*argv: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([str(a) for a in argv], capture_output=True, text=True, check=False)
+def sh(
+    *argv: str | Path, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [str(a) for a in argv], capture_output=True, text=True, check=False, env=env
+    )
     if check and done.returncode != 0:
         raise AssertionError(f"{' '.join(map(str, argv))} -> {done.returncode}: {done.stderr}")
     return done
@@ -320,6 +335,148 @@ def broken() -> str:
     return f"ActiveState={state[0]} ExecMainStatus={state[1]} NRestarts={state[2]}"
 
 
+# --- the Debian package ------------------------------------------------------------
+
+
+def dpkg(*argv: str | Path) -> str:
+    """``dpkg ARGV`` as root with Debian's PATH; its output (for the details).
+
+    dpkg, not apt-get: apt would run the same maintainer scripts in the same order
+    (the package's dependencies are installed on the shared root), but first
+    rebuilds its cache of the host's package lists, minutes under emulation.
+    """
+    begin = time.monotonic()
+    done = sh("dpkg", *argv, check=False, env=DPKG_ENV)
+    # On the console, so a slow step shows where the time went.
+    print(f"CVTEST dpkg {argv[0]}: {time.monotonic() - begin:.0f}s", flush=True)
+    assert done.returncode == 0, f"dpkg {argv} -> {done.returncode}:\n{done.stdout[-2000:]}"
+    return done.stdout + done.stderr
+
+
+def deb(which: str) -> tuple[Path, str]:
+    """The package the host built into $CVTEST_DEBS/WHICH, and its version."""
+    found = sorted((DEBS / which).glob("coldvault_*_all.deb"))
+    assert len(found) == 1, f"expected one .deb in {DEBS / which}, found {found}"
+    return found[0], sh("dpkg-deb", "-f", found[0], "Version").stdout.strip()
+
+
+def installed_version() -> str:
+    done = sh("dpkg-query", "-W", "-f=${Status} ${Version}", "coldvault", check=False)
+    return done.stdout.strip() if done.returncode == 0 else "not installed"
+
+
+def writable_usr() -> None:
+    """An overlay on /usr (upper layer in /run), keeping the mounts beneath it."""
+    held = WORK / "usr-lib-modules"
+    held.mkdir(parents=True)
+    sh("mount", "--rbind", "/usr/lib/modules", held)
+    layer = Path("/run/cvtest-overlay/usr")
+    (layer / "upper").mkdir(parents=True)
+    (layer / "work").mkdir()
+    options = f"lowerdir=/usr,upperdir={layer}/upper,workdir={layer}/work"
+    sh("mount", "-t", "overlay", "overlay", "-o", options, "/usr")
+    Path("/usr/lib/modules").mkdir(exist_ok=True)
+    sh("mount", "--rbind", held, "/usr/lib/modules")
+
+
+def hand_over_to_the_package() -> None:
+    """Let systemd see the packaged unit instead of the venv's, keeping the test drop-in.
+
+    The test units folder comes first in the unit path and holds a coldvault.service
+    (ExecStart = the venv): a tmpfs over it gets a copy of everything but that file.
+    The drop-in stays (the test config, short watchdog). dpkg writes to /usr, which
+    the shared root has read-only: an overlay (RAM-backed, like /etc and /var) goes
+    on it here, with the kernel modules virtme-ng mounted under /usr/lib/modules
+    bound back. The shared root's /usr/sbin/policy-rc.d (a container's "start
+    nothing") is removed in that overlay only, so the maintainer scripts act as on
+    a real machine.
+    """
+    writable_usr()
+    sh("systemctl", "stop", UNIT, check=False)
+    sh("systemctl", "reset-failed", UNIT, check=False)
+    units = Path(os.environ["CVTEST_UNITS"])
+    keep = WORK / "units"
+    shutil.copytree(units, keep, ignore=shutil.ignore_patterns("coldvault.service"))
+    sh("mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", units)
+    shutil.copytree(keep, units, dirs_exist_ok=True)
+    Path("/usr/sbin/policy-rc.d").unlink(missing_ok=True)
+    # man-db's trigger would re-index every manual page of the shared root over 9p
+    # (minutes under emulation): its own switch turns that off, in the overlay.
+    Path("/var/lib/man-db/auto-update").unlink(missing_ok=True)
+    sh("systemctl", "daemon-reload")
+
+
+def main_pid_running(pid: str) -> bool:
+    return pid != "0" and Path(f"/proc/{pid}").exists()
+
+
+@check("package_upgrade_restarts_the_running_daemon")
+def package_upgrade() -> str:
+    old, old_version = deb("old")
+    new, new_version = deb("new")
+    newer = sh("dpkg", "--compare-versions", new_version, "gt", old_version, check=False)
+    assert newer.returncode == 0, f"{new_version} is not newer than {old_version}"
+    assert installed_version() == "not installed", installed_version()
+    hand_over_to_the_package()
+    dpkg("--install", old)
+    fragment = show("FragmentPath")
+    assert fragment in (PACKAGED_UNIT, f"/usr{PACKAGED_UNIT}"), f"unit from {fragment}"
+    # A fresh install neither enables nor starts it (the config must be edited first).
+    assert show("ActiveState") == "inactive", f"started on install: {show('ActiveState')}"
+    enabled = sh("systemctl", "is-enabled", UNIT, check=False).stdout.strip()
+    assert enabled == "disabled", f"is-enabled after install: {enabled}"
+    sh("systemctl", "enable", "--now", UNIT)
+    before = (show("ActiveState"), show("SubState"), show("MainPID"))
+    assert before[:2] == ("active", "running"), f"after enable --now: {before}"
+    old_pid = before[2]
+    dpkg("--install", new)
+    after = (show("ActiveState"), show("SubState"), show("MainPID"))
+    assert after[:2] == ("active", "running"), f"after the upgrade: {after}"
+    assert after[2] != old_pid, f"same main PID {old_pid}: not restarted"
+    assert not main_pid_running(old_pid), f"the old daemon {old_pid} still runs"
+    cmdline = Path(f"/proc/{after[2]}/cmdline").read_bytes().split(b"\0")
+    assert b"/usr/bin/coldvault" in cmdline, f"main process is {cmdline}"
+    version = installed_version()
+    assert version == f"install ok installed {new_version}", version
+    return (
+        f"{old_version} pid {old_pid} -> {new_version} pid {after[2]} "
+        f"({after[0]}/{after[1]}, {cmdline[1].decode()})"
+    )
+
+
+@check("package_remove_stops_the_daemon")
+def package_remove() -> str:
+    pid = show("MainPID")
+    assert main_pid_running(pid), f"no running daemon before remove (MainPID {pid})"
+    dpkg("--remove", "coldvault")
+    state = show("ActiveState")
+    assert not main_pid_running(pid), f"after dpkg --remove the daemon {pid} still runs"
+    assert state == "inactive", f"after dpkg --remove: ActiveState={state}"
+    status = installed_version().rsplit(" ", 1)[0]
+    assert status == "deinstall ok config-files", status
+    assert Path("/etc/coldvault/config.yaml").exists(), "remove deleted the conffile"
+    return f"ActiveState={state}, pid {pid} gone, dpkg: {status}"
+
+
+@check("package_purge_cleans_up")
+def package_purge() -> str:
+    wants = Path("/etc/systemd/system/multi-user.target.wants/coldvault.service")
+    assert wants.is_symlink(), "the enablement symlink is already gone before purge"
+    Path("/etc/coldvault/backup.key").write_bytes(b"an administrator's key file")
+    dpkg("--purge", "coldvault")
+    left = [
+        p
+        for p in (Path("/etc/coldvault/config.yaml"), Path("/var/lib/coldvault"), wants)
+        if p.exists() or p.is_symlink()
+    ]
+    assert not left, f"left after purge: {left}"
+    assert Path("/etc/coldvault/backup.key").exists(), "purge removed the administrator's key"
+    assert installed_version() == "not installed" or "not-installed" in installed_version()
+    return (
+        f"config, state and enablement gone; /etc/coldvault/backup.key kept; {installed_version()}"
+    )
+
+
 def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     begin = time.monotonic()
@@ -332,6 +489,8 @@ def main() -> int:
         new_source(24)
         write_config(uuid)
         for run in (start, status, structured, plugged, stop, watchdog, broken):
+            run()
+        for run in (package_upgrade, package_remove, package_purge):
             run()
     except Exception:
         record("setup", False, traceback.format_exc(), begin)

@@ -3,8 +3,10 @@
 Everything here only reads: ``lsblk`` for size, model, serial and partitions,
 ``wipefs`` (listing mode, which never erases) for every signature, mountinfo and
 ``/proc/swaps`` for use, ``/sys/class/block/*/holders`` for active RAID arrays
-and device-mapper users (LUKS, LVM). The system disk is the disk (or disks,
-through partitions, RAID and device-mapper) holding ``/``.
+and device-mapper users (LUKS, LVM), and the kernel's own answer (an ``O_EXCL``
+open, see :mod:`coldvault.system.blockdev`) for uses this namespace cannot see.
+The system disk is the disk (or disks, through partitions, RAID and device-mapper)
+holding ``/``.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from typing import Any
 
 from coldvault.errors import DiskError
 from coldvault.progress import human_bytes
-from coldvault.system import proc
-from coldvault.system.mounts import mount_at, mounts
+from coldvault.system import blockdev, proc
+from coldvault.system.mounts import device_number, is_mount_of, mount_at, mounts
 
 SYS_BLOCK = Path("/sys/class/block")
 PROC_SWAPS = Path("/proc/swaps")
@@ -148,57 +150,31 @@ def signatures(path: Path) -> tuple[Signature, ...]:
     )
 
 
-def _holder_kind(holder: str) -> str:
-    if holder.startswith("md"):
-        return "an active RAID array"
-    uuid_file = SYS_BLOCK / holder / "dm" / "uuid"
-    name_file = SYS_BLOCK / holder / "dm" / "name"
-    try:
-        uuid = uuid_file.read_text().strip()
-        name = name_file.read_text().strip()
-    except OSError:
-        return "another block device"
-    if uuid.startswith("CRYPT-"):
-        return f"the open LUKS/crypt mapping {name}"
-    if uuid.startswith("LVM-"):
-        return f"the active LVM volume {name}"
-    return f"the device-mapper device {name}"
-
-
 def holders(dev: BlockDevice) -> tuple[str, ...]:
     """Who holds ``dev`` or its partitions open: RAID arrays, LUKS, LVM (from sysfs)."""
     found: list[str] = []
     for node in dev.walk():
         folder = SYS_BLOCK / node.name / "holders"
         names = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
-        found.extend(f"{node.path} is used by {h} ({_holder_kind(h)})" for h in names)
+        found.extend(f"{node.path} is used by {h} ({blockdev.holder_kind(h)})" for h in names)
     return tuple(found)
 
 
 def _same_device(source: str, node: BlockDevice) -> bool:
-    if not source.startswith("/"):
-        return False
-    try:
-        st = os.stat(source)
-    except OSError:
-        return False
-    return stat.S_ISBLK(st.st_mode) and (os.major(st.st_rdev), os.minor(st.st_rdev)) == (
-        node.major,
-        node.minor,
-    )
+    return source.startswith("/") and device_number(source) == (node.major, node.minor)
 
 
 def uses(dev: BlockDevice) -> tuple[str, ...]:
-    """Mounts and swap on ``dev`` or its partitions.
+    """Mounts and swap on ``dev`` or its partitions, as far as this namespace shows them.
 
-    A mount is matched by device number and by its source path, because Btrfs
+    A mount is matched by device number and by its source device, because Btrfs
     reports an anonymous device number in mountinfo.
     """
     nodes = dev.walk()
     found: list[str] = []
     for m in mounts():
         for node in nodes:
-            if (m.major, m.minor) == (node.major, node.minor) or _same_device(m.source, node):
+            if is_mount_of(m, (node.major, node.minor)):
                 found.append(f"{node.path} is mounted on {m.mount_point}")
     try:
         swaps = PROC_SWAPS.read_text().splitlines()[1:]
@@ -208,6 +184,17 @@ def uses(dev: BlockDevice) -> tuple[str, ...]:
         source = line.split()[0] if line.split() else ""
         found.extend(f"{n.path} is active swap" for n in nodes if _same_device(source, n))
     return tuple(dict.fromkeys(found))
+
+
+def hidden_uses(path: Path) -> tuple[str, ...]:
+    """Uses only the kernel sees: the device or a partition refuses an exclusive open
+    although no mount, swap or holder of it is visible here (a mount in another mount
+    namespace, such as the service's own, or another program's exclusive open)."""
+    return tuple(
+        f"{node} is in use, but no mount or holder of it is visible here: it is mounted in "
+        "another mount namespace, or held open exclusively by another program"
+        for node in blockdev.probe(path).hidden
+    )
 
 
 def _name_of_number(major: int, minor: int) -> str | None:
@@ -282,7 +269,7 @@ def inspect(given: str, *, system_root: Path = Path("/")) -> DeviceReport:
         given=given,
         device=dev,
         signatures=tuple(sigs),
-        mounts=uses(dev),
+        mounts=uses(dev) + hidden_uses(path),
         holders=holders(dev),
         system_disk=bool(own_disks & system_disks(system_root)),
     )

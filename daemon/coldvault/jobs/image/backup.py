@@ -191,7 +191,7 @@ class Pass:
 
     def run(self) -> list[PartRecord | None]:
         """Read the whole source; return the new per-part records."""
-        stream = BlockStream(self.fd, 0, self.layout.size, self.layout.block_size)
+        stream = BlockStream(self.fd, 0, self.layout.size, self.layout.block_size, self.cancel)
         committer = ThreadPoolExecutor(1, thread_name_prefix="image-commit")
         sink: PartSink | None = None
         index, part_end = -1, 0

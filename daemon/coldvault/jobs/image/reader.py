@@ -17,10 +17,13 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 from coldvault.errors import JobError
+from coldvault.system.cancel import CancelToken
 
 log = logging.getLogger("coldvault.image")
 
 READ_DEPTH = 4
+_CANCEL_POLL = 0.5  # seconds between checks for a stop request while a read is pending
+_JOIN_SECONDS = 5.0
 
 
 class Hasher(Protocol):
@@ -89,11 +92,16 @@ class BlockStream:
     """Sequential blocks of ``[start, end)`` of ``fd``, read ahead by a thread.
 
     Iterating yields ``(offset, buffer, length)``; the buffer is reused once
-    the next block is requested, so callers must finish with it first.
+    the next block is requested, so callers must finish with it first. While it
+    waits for a block, ``cancel`` is checked: a read that never returns (a hung
+    device or server) does not keep a stop request from being honoured.
     """
 
-    def __init__(self, fd: int, start: int, end: int, block_size: int) -> None:
+    def __init__(
+        self, fd: int, start: int, end: int, block_size: int, cancel: CancelToken | None = None
+    ) -> None:
         self.fd, self.start, self.end, self.block_size = fd, start, end, block_size
+        self._cancel = cancel
         self._free: queue.Queue[bytearray] = queue.Queue()
         for _ in range(READ_DEPTH):
             self._free.put(bytearray(block_size))
@@ -128,7 +136,7 @@ class BlockStream:
             if previous is not None:
                 self._free.put(previous)
                 previous = None
-            item = self._full.get()
+            item = self._next()
             if item is None:
                 return
             if isinstance(item, BaseException):
@@ -138,8 +146,22 @@ class BlockStream:
             previous = item[1]
             yield item
 
+    def _next(self) -> tuple[int, bytearray, int] | BaseException | None:
+        while True:
+            try:
+                return self._full.get(timeout=_CANCEL_POLL)
+            except queue.Empty:
+                if self._cancel is not None:
+                    self._cancel.check()
+
     def close(self) -> None:
-        """Stop the reader thread (also when the consumer gave up early)."""
+        """Stop the reader thread (also when the consumer gave up early).
+
+        A thread stuck in a read that does not return is left behind (it reads
+        nothing more once that read ends): waiting for it would hang the stop.
+        """
         self._stop.set()
         self._free.put(bytearray(0))  # wake it if it waits for a buffer
-        self._thread.join()
+        self._thread.join(None if self._cancel is None else _JOIN_SECONDS)
+        if self._thread.is_alive():
+            log.warning("a read of the source has not returned; not waiting for it")

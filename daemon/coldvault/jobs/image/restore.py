@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import stat
 from pathlib import Path
 
 from coldvault import platform
@@ -15,6 +14,7 @@ from coldvault.jobs.base import RestoreRequest
 from coldvault.jobs.image import legacy, snapshots
 from coldvault.jobs.image import manifest as manifest_mod
 from coldvault.jobs.image.backup import Layout
+from coldvault.jobs.image.destination import open_destination
 from coldvault.jobs.image.jobdir import open_job_folder
 from coldvault.jobs.image.manifest import Manifest, PartRecord
 from coldvault.jobs.image.parts import part_name
@@ -66,31 +66,6 @@ def restore_job(
     )
 
 
-def open_destination(dest: Path, size: int) -> tuple[int, bool]:
-    """Open ``dest`` for writing; (fd, is a regular file). Refuses mounted or small devices."""
-    if platform.is_block_device(dest):
-        points = platform.mounted_anywhere(dest)
-        if points:
-            raise JobError(
-                f"restore destination {dest} is mounted at {', '.join(points)}",
-                hint="unmount it first; restoring over a mounted filesystem destroys it",
-            )
-    try:
-        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError as exc:
-        raise JobError(f"cannot open restore destination {dest}: {exc.strerror}") from None
-    regular = stat.S_ISREG(os.fstat(fd).st_mode)
-    if not regular:
-        have = platform.size_of(fd)
-        if have < size:
-            os.close(fd)
-            raise JobError(
-                f"restore destination {dest} has {have} bytes, the image needs {size}",
-                hint="restore to a device or partition at least as large as the source was",
-            )
-    return fd, regular
-
-
 def restore(
     folder: SafeDir,
     manifest: Manifest,
@@ -105,7 +80,7 @@ def restore(
     layout = Layout(manifest.source_size, manifest.part_size, manifest.block_size)
     if not 0 <= start_part <= layout.count:
         raise JobError(f"--start-part {start_part} is outside 0..{layout.count}")
-    fd, regular = open_destination(dest, manifest.source_size)
+    fd, extend = open_destination(dest, manifest.source_size)
     written = 0
     try:
         platform.begin_streaming(fd)
@@ -123,7 +98,7 @@ def restore(
                 written,
                 f"part {index + 1} of {layout.count}",
             )
-        if regular:
+        if extend:  # never shrink: a larger destination file keeps its tail
             os.ftruncate(fd, manifest.source_size)
         os.fsync(fd)
     except OSError as exc:
