@@ -114,14 +114,17 @@ def test_restore_resumes_at_start_part(tmp_path: Path) -> None:
 
 
 def test_restore_skip_zeros_leaves_zero_parts_unwritten(tmp_path: Path) -> None:
-    src, _, _ = _two_snapshots(tmp_path)
+    src = tmp_path / "src"
+    full = write_source(src, [(PART, True), (PART, False), (PART + 100, True), (50, False)])
+    run(make_job(src), tmp_path / "b")
     dest = tmp_path / "dest"
     dest.write_bytes(b"\x55" * (5 * PART))
     got = restore_bytes(make_job(src), tmp_path / "b", dest, skip_zeros=True)
-    full = src.read_bytes()
     assert len(got) == 5 * PART > len(full)  # a destination file is never shrunk
-    assert got[: 3 * PART + 100] == full[: 3 * PART + 100]
-    assert got[4 * PART :] == b"\x55" * PART  # null part 4 skipped, the tail left alone
+    assert got[:PART] == full[:PART]
+    assert got[PART : 2 * PART] == b"\x55" * PART  # the 0-byte null part 1 skipped
+    assert got[2 * PART : len(full)] == full[2 * PART :]  # the short zero tail is stored
+    assert got[len(full) :] == b"\x55" * (5 * PART - len(full))  # past the end: left alone
     got = restore_bytes(make_job(src), tmp_path / "b", dest)
     assert got[: len(full)] == full
 

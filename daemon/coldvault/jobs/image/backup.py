@@ -140,7 +140,13 @@ class PartSink:
 
 
 def trusted(folder: SafeDir, index: int, record: PartRecord | None, keep_null: bool) -> bool:
-    """Whether the part file still is exactly what ``record`` describes (a regular file)."""
+    """Whether the part file still is exactly what ``record`` describes (a regular file).
+
+    ``keep_null``: an all-zero part is stored whole (always so for a short final part).
+    A short final part that an older coldvault stored as a 0-byte file is therefore not
+    trusted and is written again, whole, into the new snapshot (older ones keep reading
+    it through their manifest).
+    """
     if record is None:
         return False
     st = folder.lstat(part_name(index))
@@ -195,14 +201,10 @@ class Pass:
                     index += 1
                     start, length = self.layout.span(index)
                     part_end = start + length
-                    write = not trusted(self.work, index, self.records[index], self.keep_null)
+                    keep = self._keeps(length)
+                    write = not trusted(self.work, index, self.records[index], keep)
                     sink = PartSink(
-                        self.work,
-                        index,
-                        self.algorithm,
-                        self.zero,
-                        write=write,
-                        keep_null=self.keep_null,
+                        self.work, index, self.algorithm, self.zero, write=write, keep_null=keep
                     )
                 assert sink is not None
                 if self.cancel.cancelled:
@@ -235,6 +237,15 @@ class Pass:
             committer.shutdown(wait=True)
         self.meter.emit()
         return self.records
+
+    def _keeps(self, length: int) -> bool:
+        """Whether an all-zero part of ``length`` bytes is stored as it is.
+
+        As the original script does, only a full-size all-zero part becomes a 0-byte
+        file: a 0-byte part always reads as ``part_size`` zeros there, so a short final
+        part is stored whole (even all zeros).
+        """
+        return self.keep_null or length < self.layout.part_size
 
     def _finish_part(self, index: int, sink: PartSink) -> PartSink | None:
         """The sink to commit for a finished part, or None when it is unchanged."""
@@ -278,7 +289,7 @@ class Pass:
         between the two reads. Returns the sink, ready to commit.
         """
         sink = PartSink(
-            self.work, index, self.algorithm, self.zero, write=True, keep_null=self.keep_null
+            self.work, index, self.algorithm, self.zero, write=True, keep_null=self._keeps(length)
         )
         buf = bytearray(self.layout.block_size)
         offset = start

@@ -1,9 +1,10 @@
 """Adopting a folder without a manifest (first run, or made by the original script).
 
 The original multipart script wrote ``part_%08d`` files of ``part_size`` bytes
-(the last one shorter) and stored all-zero parts as 0-byte files, with no
-metadata. Its parts are hashed once to build a manifest; after that, runs
-compare against the manifest and never read the backup back.
+(the last one shorter, stored as it is even when all zeros) and stored full-size
+all-zero parts as 0-byte files, with no metadata: a 0-byte part always stands for
+``part_size`` zero bytes, also when it is the last one. Its parts are hashed once to build a
+manifest; after that, runs compare against the manifest and never read the backup back.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 
+from coldvault.errors import JobError
 from coldvault.jobs.image.manifest import Manifest, PartRecord
 from coldvault.jobs.image.parts import part_indexes, part_name
 from coldvault.jobs.image.reader import hash_zeros, new_hasher, read_full
@@ -18,6 +20,11 @@ from coldvault.system.beneath import SafeDir
 from coldvault.system.cancel import CancelToken
 
 log = logging.getLogger("coldvault.image")
+
+NOT_ADOPTED = (
+    "no manifest yet (a folder of the original script): not yet adopted, nothing to "
+    "compare against; the next backup run adopts the newest"
+)
 
 
 def hash_part_file(
@@ -69,9 +76,9 @@ def adopt(
 ) -> Manifest:
     """Build a manifest for the parts in ``folder`` by hashing them once.
 
-    A 0-byte part is all zeros of ``part_size`` bytes (of the remaining size
-    when last; unknown, hence ``part_size``, if the last part is 0 bytes). A
-    part of any other unexpected size is recorded as unknown and rewritten.
+    A 0-byte part is ``part_size`` zero bytes, also the last one (the source size is
+    then a multiple of ``part_size``). A part of any other unexpected size is
+    recorded as unknown and rewritten.
     """
     indexes = part_indexes(folder)
     count = indexes[-1] + 1 if indexes else 0
@@ -109,4 +116,26 @@ def adopt(
         parts=tuple(records),
         complete=True,
         adopted=True,
+    )
+
+
+def unverified_manifest(
+    folder: SafeDir, *, part_size: int, block_size: int, algorithm: str
+) -> Manifest:
+    """For restoring a folder without manifest (the original script's): sizes, no hashes.
+
+    A 0-byte last part is a full part of zeros, as the original reads it.
+    """
+    indexes = part_indexes(folder)
+    if not indexes:
+        raise JobError(f"{folder.path} holds no parts")
+    count = indexes[-1] + 1
+    last_st = folder.lstat(part_name(count - 1))
+    last = (last_st.st_size if last_st else 0) or part_size
+    return Manifest(
+        source_size=(count - 1) * part_size + last,
+        part_size=part_size,
+        block_size=block_size,
+        algorithm=algorithm,
+        parts=(None,) * count,
     )

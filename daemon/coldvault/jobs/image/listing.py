@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from coldvault.config.model import ImageJob
+from coldvault.errors import JobError
 from coldvault.jobs.image import manifest as manifest_mod
+from coldvault.jobs.image.jobdir import open_job_folder
 from coldvault.jobs.image.manifest import ManifestDamaged
 from coldvault.jobs.image.parts import part_indexes, part_name
-from coldvault.jobs.image.snapshots import INPROGRESS, completed, strays
+from coldvault.jobs.image.snapshots import INPROGRESS, abandoned, completed, strays
 from coldvault.progress import human_bytes
 from coldvault.system.beneath import SafeDir
+
+
+def listing(job: ImageJob, job_dir: Path) -> str:
+    """``coldvault list``: a table of the job's snapshots."""
+    try:
+        top = open_job_folder(job_dir, job.target, create=False)
+    except JobError:
+        return f"no backups yet in {job_dir}"
+    with top:
+        return table(top, job.snapshots)
 
 
 def folders(job: SafeDir, snapshots: int) -> list[str]:
@@ -57,6 +72,8 @@ def _row(
     if m is not None:
         changed = str(m.changed) + (" (adopted)" if m.adopted else "")
         size = human_bytes(m.source_size)
+    if name != "." and abandoned(folder):
+        changed = "abandoned (a manifest, no parts)"
     shown = name if name != "." else "(parts in job folder)"
     if name == INPROGRESS:
         shown += " (unfinished: the next run resumes it)"

@@ -8,17 +8,62 @@ import os
 from pathlib import Path
 
 from coldvault import platform
+from coldvault.config.model import ImageJob
 from coldvault.errors import IntegrityError, JobError
+from coldvault.jobs.base import RestoreRequest
+from coldvault.jobs.image import legacy, snapshots
+from coldvault.jobs.image import manifest as manifest_mod
 from coldvault.jobs.image.backup import Layout
 from coldvault.jobs.image.destination import open_destination
+from coldvault.jobs.image.jobdir import open_job_folder
 from coldvault.jobs.image.manifest import Manifest, PartRecord
 from coldvault.jobs.image.parts import part_name
-from coldvault.jobs.image.reader import new_hasher, read_full
-from coldvault.progress import ProgressMeter
+from coldvault.jobs.image.reader import available_algorithm, new_hasher, read_full
+from coldvault.progress import ProgressCallback, ProgressMeter, human_bytes
 from coldvault.system.beneath import SafeDir, UnexpectedEntry
 from coldvault.system.cancel import CancelToken
 
 log = logging.getLogger("coldvault.image")
+
+
+def restore_job(
+    job: ImageJob,
+    job_dir: Path,
+    request: RestoreRequest,
+    progress: ProgressCallback,
+    cancel: CancelToken,
+) -> str:
+    """``coldvault restore``: write a snapshot back to ``request.dest``; a line to show."""
+    with open_job_folder(job_dir, job.target, create=False) as top:
+        name = snapshots.chosen(top, job, request.snapshot)
+        with top.sub(name) as folder:
+            if name != "." and snapshots.abandoned(folder):
+                raise JobError(
+                    f"{folder.path} is {snapshots.ABANDONED}",
+                    hint="restore another snapshot (`coldvault list JOB`)",
+                )
+            manifest = manifest_mod.load(folder)  # ManifestDamaged: refused (see README)
+            if manifest is None:  # the original script's folder: no hashes to check
+                manifest = legacy.unverified_manifest(
+                    folder,
+                    part_size=job.part_size,
+                    block_size=job.block_size,
+                    algorithm=available_algorithm(job.hash),
+                )
+            meter = ProgressMeter(job.name, "restoring", progress, manifest.source_size)
+            written = restore(
+                folder,
+                manifest,
+                request.dest,
+                start_part=request.start_part,
+                skip_zeros=request.skip_zeros,
+                meter=meter,
+                cancel=cancel,
+            )
+    return (
+        f"restored {folder.path.name} ({human_bytes(manifest.source_size)}, "
+        f"{human_bytes(written)} written) to {request.dest}"
+    )
 
 
 def restore(

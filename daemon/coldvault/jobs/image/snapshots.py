@@ -20,8 +20,11 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from coldvault.config.model import ImageJob, Retention
+from coldvault.errors import JobError
 from coldvault.jobs import retention
-from coldvault.jobs.image.parts import scan
+from coldvault.jobs.image.manifest import MANIFEST_NAME, ManifestDamaged
+from coldvault.jobs.image.manifest import load as load_manifest
+from coldvault.jobs.image.parts import PART_RE, scan
 from coldvault.system import crashpoint
 from coldvault.system.beneath import SafeDir, UnexpectedEntry
 
@@ -75,10 +78,73 @@ def report_strays(job: SafeDir, job_name: str) -> list[str]:
     return lines
 
 
+ABANDONED = (
+    "abandoned: a manifest but no parts (the original script's pruning removed them); "
+    "nothing to check, not damage; retention deletes it"
+)
+
+
+def abandoned(folder: SafeDir) -> bool:
+    """Whether ``folder`` holds a manifest but no part at all.
+
+    The original script's pruning removed the parts of old snapshots and left the
+    folder with whatever else was in it (our manifest): nothing there can be restored,
+    verified or used as a base, and it is not damage.
+    """
+    if folder.lstat(MANIFEST_NAME) is None:
+        return False
+    if any(PART_RE.match(name) for name in folder.names()):
+        return False
+    try:
+        manifest = load_manifest(folder)
+    except ManifestDamaged:
+        return True  # no parts and nothing trustworthy: nothing to restore either
+    return manifest is None or manifest.count > 0  # an empty source needs no parts
+
+
+def is_abandoned(job: SafeDir, name: str) -> bool:
+    """:func:`abandoned` for the snapshot folder ``name`` of ``job``."""
+    with job.sub(name) as folder:
+        return abandoned(folder)
+
+
+def usable(job: SafeDir) -> list[str]:
+    """The completed snapshot folders that are not abandoned, oldest first."""
+    return [n for n in completed(job) if not is_abandoned(job, n)]
+
+
 def newest(job: SafeDir) -> str | None:
-    """The name of the newest completed snapshot folder, or None."""
-    names = completed(job)
-    return names[-1] if names else None
+    """The name of the newest completed snapshot folder that is not abandoned, or None."""
+    for name in reversed(completed(job)):
+        if not is_abandoned(job, name):
+            return name
+    return None
+
+
+def chosen(top: SafeDir, job: ImageJob, snapshot: str | None) -> str:
+    """The folder ``restore``/``verify`` mean: ``"."`` (``snapshots: 0``), newest, or named.
+
+    A name must be a real snapshot folder (never a symlink, file or FIFO).
+    """
+    if job.snapshots == 0 and snapshot in (None, "latest"):
+        return "."
+    if snapshot in (None, "latest"):
+        name = newest(top)
+        if name is None:
+            raise JobError(
+                f"no completed snapshot in {top.path}",
+                hint="run a backup first (`coldvault run JOB`)",
+            )
+        return name
+    name = str(snapshot)
+    kind = top.kind(name) if snapshot_time(name) is not None else None
+    if kind != "folder":
+        raise JobError(
+            f"no snapshot {name} in {top.path}"
+            + (f" (a {kind} there is not a snapshot folder)" if kind else ""),
+            hint="see `coldvault list JOB`",
+        )
+    return name
 
 
 def link_missing_parts(base: SafeDir, work: SafeDir) -> int:
@@ -138,11 +204,16 @@ def rule_for(job: ImageJob) -> Retention:
 
 
 def prune(job_dir: SafeDir, job: ImageJob) -> list[str]:
-    """Delete snapshots beyond what the job keeps; return their names."""
+    """Delete snapshots beyond what the job keeps, and abandoned folders; return their names.
+
+    An abandoned folder (see :func:`abandoned`) holds nothing to restore: it is not
+    counted among the snapshots kept and is deleted.
+    """
     names = completed(job_dir)
-    dated = [(n, t) for n in names if (t := snapshot_time(n)) is not None]
+    gone = [n for n in names if is_abandoned(job_dir, n)]
+    dated = [(n, t) for n in names if n not in gone and (t := snapshot_time(n)) is not None]
     plan = retention.plan(dated, rule_for(job))
-    for name in plan.delete:
+    for name in [*gone, *plan.delete]:
         try:
             hidden = hide(job_dir, name)
         except FileExistsError:
@@ -150,8 +221,9 @@ def prune(job_dir: SafeDir, job: ImageJob) -> list[str]:
             continue
         crashpoint.reached("image.prune-hidden")
         delete_hidden(job_dir, hidden)
-        log.info("%s: removed old snapshot %s", job.name, name)
-    return list(plan.delete)
+        what = "abandoned folder (a manifest, no parts)" if name in gone else "old snapshot"
+        log.info("%s: removed %s %s", job.name, what, name)
+    return [*gone, *plan.delete]
 
 
 def hide(job: SafeDir, name: str) -> str:

@@ -9,8 +9,11 @@ first snapshot folder still to check at that index).
 
 Folders without a manifest (made by the original script, not yet adopted by
 a backup run) have nothing to compare against: they are noted, not counted
-as damage. Parts are found without following symlinks; anything that is not
-a regular file where a part is expected is reported.
+as damage; so are abandoned folders (a manifest, no parts). Parts are found
+without following symlinks; anything that is not a regular file where a part is
+expected is reported. Each step records the corrupt or missing parts it checked
+in the job folder's repair list (see :mod:`coldvault.jobs.image.repair_flags`),
+so the next backup run repairs them.
 """
 
 from __future__ import annotations
@@ -23,22 +26,21 @@ from pathlib import Path
 
 from coldvault.config.model import ImageJob
 from coldvault.errors import Cancelled, ColdvaultError, JobError
-from coldvault.jobs.image import listing
+from coldvault.jobs.image import listing, repair_flags
 from coldvault.jobs.image import manifest as manifest_mod
 from coldvault.jobs.image.backup import Layout
 from coldvault.jobs.image.jobdir import open_job_folder
+from coldvault.jobs.image.legacy import NOT_ADOPTED
 from coldvault.jobs.image.manifest import Manifest
 from coldvault.jobs.image.parts import part_name
+from coldvault.jobs.image.snapshots import ABANDONED, abandoned
 from coldvault.jobs.image.verify import check_part_file
 from coldvault.jobs.verify_steps import StepResult, VerifyPosition, over_budget
 from coldvault.progress import ProgressMeter
 from coldvault.system.beneath import SafeDir, UnexpectedEntry
 from coldvault.system.cancel import CancelToken
 
-NOT_ADOPTED = (
-    "no manifest yet (a folder of the original script): not yet adopted, nothing to "
-    "compare against; the next backup run adopts the newest"
-)
+__all__ = ["ABANDONED", "NOT_ADOPTED", "image_step"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,9 @@ def _folders(
         if manifest is None:
             notes.append(f"{folder.path}: {NOT_ADOPTED}")
             continue
+        if name != "." and abandoned(folder):
+            notes.append(f"{folder.path}: {ABANDONED}")
+            continue
         count = Layout(manifest.source_size, manifest.part_size, manifest.block_size).count
         if len(manifest.parts) < count:
             problems.append(
@@ -91,7 +96,20 @@ def image_step(
     """Check parts from ``position`` on until done, over budget, or cancelled."""
     with contextlib.ExitStack() as stack:
         top = stack.enter_context(open_job_folder(job_dir, job.target, create=False))
-        return _step(top, job, stack, position, budget, meter, cancel)
+        seen: dict[tuple[str, int], str] = {}
+        result = _step(top, job, stack, position, budget, meter, cancel, seen)
+        _record(top, job, seen)
+        return result
+
+
+def _record(top: SafeDir, job: ImageJob, seen: dict[tuple[str, int], str]) -> None:
+    """Keep the repairable findings of the parts this step checked for the next run."""
+    found = [
+        repair_flags.Flag(key, index, reason)
+        for (key, index), problem in seen.items()
+        if problem and (reason := repair_flags.reason_for(problem))
+    ]
+    repair_flags.record(top, found, lambda s, i: (s, i) in seen, job.name)
 
 
 def _step(
@@ -102,6 +120,7 @@ def _step(
     budget: int | None,
     meter: ProgressMeter,
     cancel: CancelToken,
+    seen: dict[tuple[str, int], str],
 ) -> StepResult:
     notes: list[str] = []
     problems: list[str] = []
@@ -134,6 +153,7 @@ def _step(
                 return StepResult(here, read, items, tuple(problems), tuple(notes))
             read += got
             items += 1
+            seen[(folder.key, index)] = problem
             if problem:
                 problems.append(f"{folder.path / part_name(index)}: {problem}")
             meter.update(meter.done + got, detail=f"part {index + 1} of {last}")
