@@ -189,6 +189,7 @@ class Pass:
         committer = ThreadPoolExecutor(1, thread_name_prefix="image-commit")
         sink: PartSink | None = None
         index, part_end = -1, 0
+        detail = ""
         try:
             for offset, buf, n in stream:
                 if offset >= part_end:
@@ -204,6 +205,9 @@ class Pass:
                         write=write,
                         keep_null=self.keep_null,
                     )
+                    detail = (
+                        f"part {index + 1} of {self.layout.count}, {self.stats.changed} changed"
+                    )
                 assert sink is not None
                 if self.cancel.cancelled:
                     sink.abort()
@@ -215,11 +219,7 @@ class Pass:
                     if sink is not None:
                         self._submit(committer, index, sink)
                         sink = None
-                self.meter.update(
-                    self.stats.bytes_read,
-                    self.stats.bytes_written,
-                    f"part {index + 1} of {self.layout.count}, {self.stats.changed} changed",
-                )
+                self.meter.update(self.stats.bytes_read, self.stats.bytes_written, detail)
             self._collect()
         except BaseException:
             if sink is not None:
@@ -231,7 +231,6 @@ class Pass:
             self._save_quietly()
             raise
         finally:
-            stream.close()
             committer.shutdown(wait=True)
         self.meter.emit()
         return self.records

@@ -1,9 +1,13 @@
-"""Reading the source: fixed-size blocks from a background thread, hashes, zero detection.
+"""Reading the source: fixed-size blocks in order, hashes, zero detection.
 
-A reader thread fills a small ring of preallocated ``block_size`` buffers with
-``preadv`` (which releases the GIL) while the caller hashes, compares and
-writes: reading and hashing overlap, memory stays at ``depth`` buffers
-whatever the source size.
+Blocks are read with ``preadv`` into one reused buffer on the caller's thread,
+which hashes (and writes) each block before reading the next. The overlap of
+reading with hashing comes from the kernel's read-ahead (the source is opened
+with ``POSIX_FADV_SEQUENTIAL``), not from a thread: measured on a 2 GiB
+source, a reader thread with a ring of buffers cost ~0.9 s of CPU per 2 GiB
+against ~0.55 s inline, and was no faster in wall time, because each block
+crossed CPU caches between the two threads and every hand-off woke a thread.
+One buffer also keeps memory at one block whatever the source size.
 """
 
 from __future__ import annotations
@@ -11,16 +15,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import queue
-import threading
 from collections.abc import Iterator
 from typing import Any, Protocol
 
 from coldvault.errors import JobError
 
 log = logging.getLogger("coldvault.image")
-
-READ_DEPTH = 4
 
 
 class Hasher(Protocol):
@@ -55,8 +55,10 @@ def new_hasher(algorithm: str) -> Hasher:
     if algorithm == "blake3":
         import blake3
 
-        # Both cores when idle: hashing is what an unchanged run spends its CPU on.
-        h: Hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+        # One thread: blake3 hashes 1 MiB blocks at ~3.6 GiB/s on one core, faster
+        # than a disk delivers them; AUTO added ~25 % CPU (pool wake-ups per block)
+        # and was no faster in wall time when reading is the limit.
+        h: Hasher = blake3.blake3(max_threads=1)
         return h
     return hashlib.new(algorithm)
 
@@ -86,60 +88,29 @@ def read_full(fd: int, view: memoryview, offset: int) -> int:
 
 
 class BlockStream:
-    """Sequential blocks of ``[start, end)`` of ``fd``, read ahead by a thread.
+    """Sequential blocks of ``[start, end)`` of ``fd``, read on the caller's thread.
 
-    Iterating yields ``(offset, buffer, length)``; the buffer is reused once
-    the next block is requested, so callers must finish with it first.
+    Iterating yields ``(offset, buffer, length)``; the buffer is reused for the
+    next block, so callers must finish with it first.
     """
 
     def __init__(self, fd: int, start: int, end: int, block_size: int) -> None:
         self.fd, self.start, self.end, self.block_size = fd, start, end, block_size
-        self._free: queue.Queue[bytearray] = queue.Queue()
-        for _ in range(READ_DEPTH):
-            self._free.put(bytearray(block_size))
-        self._full: queue.Queue[tuple[int, bytearray, int] | BaseException | None] = queue.Queue()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, name="image-reader", daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        offset = self.start
-        try:
-            while offset < self.end and not self._stop.is_set():
-                buf = self._free.get()
-                if self._stop.is_set():
-                    break
-                want = min(self.block_size, self.end - offset)
-                n = read_full(self.fd, memoryview(buf)[:want], offset)
-                if n < want:
-                    raise JobError(
-                        f"the source ended at byte {offset + n}, expected {self.end} bytes",
-                        hint="the source shrank while it was read; run the backup again",
-                    )
-                self._full.put((offset, buf, n))
-                offset += n
-            self._full.put(None)
-        except BaseException as exc:  # handed to the consumer thread
-            self._full.put(exc)
 
     def __iter__(self) -> Iterator[tuple[int, bytearray, int]]:
-        previous: bytearray | None = None
-        while True:
-            if previous is not None:
-                self._free.put(previous)
-                previous = None
-            item = self._full.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                if isinstance(item, OSError):
-                    raise JobError(f"cannot read the source: {item.strerror}") from item
-                raise item
-            previous = item[1]
-            yield item
-
-    def close(self) -> None:
-        """Stop the reader thread (also when the consumer gave up early)."""
-        self._stop.set()
-        self._free.put(bytearray(0))  # wake it if it waits for a buffer
-        self._thread.join()
+        buf = bytearray(self.block_size)
+        whole = memoryview(buf)
+        offset = self.start
+        while offset < self.end:
+            want = min(self.block_size, self.end - offset)
+            try:
+                n = read_full(self.fd, whole if want == len(buf) else whole[:want], offset)
+            except OSError as exc:
+                raise JobError(f"cannot read the source: {exc.strerror}") from exc
+            if n < want:
+                raise JobError(
+                    f"the source ended at byte {offset + n}, expected {self.end} bytes",
+                    hint="the source shrank while it was read; run the backup again",
+                )
+            yield offset, buf, n
+            offset += n
