@@ -195,6 +195,7 @@ class Pass:
         committer = ThreadPoolExecutor(1, thread_name_prefix="image-commit")
         sink: PartSink | None = None
         index, part_end = -1, 0
+        detail = ""
         try:
             for offset, buf, n in stream:
                 if offset >= part_end:
@@ -205,6 +206,9 @@ class Pass:
                     write = not trusted(self.work, index, self.records[index], keep)
                     sink = PartSink(
                         self.work, index, self.algorithm, self.zero, write=write, keep_null=keep
+                    )
+                    detail = (
+                        f"part {index + 1} of {self.layout.count}, {self.stats.changed} changed"
                     )
                 assert sink is not None
                 if self.cancel.cancelled:
@@ -217,11 +221,7 @@ class Pass:
                     if sink is not None:
                         self._submit(committer, index, sink)
                         sink = None
-                self.meter.update(
-                    self.stats.bytes_read,
-                    self.stats.bytes_written,
-                    f"part {index + 1} of {self.layout.count}, {self.stats.changed} changed",
-                )
+                self.meter.update(self.stats.bytes_read, self.stats.bytes_written, detail)
             self._collect()
         except BaseException:
             if sink is not None:

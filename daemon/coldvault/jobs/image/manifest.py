@@ -77,6 +77,10 @@ class Manifest:
         """The logical size of part ``index``."""
         return min(self.part_size, self.source_size - index * self.part_size)
 
+    def with_parts(self, parts: list[PartRecord | None]) -> Manifest:
+        """A copy with ``parts`` replaced."""
+        return replace(self, parts=tuple(parts))
+
 
 class ManifestDamaged(IntegrityError):
     """A manifest exists but cannot be trusted: unreadable, not JSON, or inconsistent."""
