@@ -33,9 +33,13 @@ def idle_io() -> Iterator[bool]:
     try:
         yield True
     finally:
+        # Only the realtime and best-effort classes take a level: psutil refuses one for
+        # the others (a unit with IOSchedulingClass=idle starts the thread at idle).
+        levelled = (getattr(psutil, "IOPRIO_CLASS_RT", None), getattr(psutil, "IOPRIO_CLASS_BE", None))
+        value = old.value if old.ioclass in levelled else None
         try:
-            thread.ionice(old.ioclass, old.value)
-        except (psutil.Error, OSError) as exc:
+            thread.ionice(old.ioclass, value)
+        except (psutil.Error, OSError, ValueError) as exc:
             log.warning("could not restore the I/O priority: %s", exc)
 
 
