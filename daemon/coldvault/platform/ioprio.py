@@ -35,7 +35,7 @@ def idle_io() -> Iterator[bool]:
     finally:
         # Only the realtime and best-effort classes take a level: psutil refuses one for
         # the others (a unit with IOSchedulingClass=idle starts the thread at idle).
-        levelled = (getattr(psutil, "IOPRIO_CLASS_RT", None), getattr(psutil, "IOPRIO_CLASS_BE", None))
+        levelled = tuple(getattr(psutil, f"IOPRIO_CLASS_{c}", None) for c in ("RT", "BE"))
         value = old.value if old.ioclass in levelled else None
         try:
             thread.ionice(old.ioclass, value)
