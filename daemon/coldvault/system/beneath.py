@@ -30,6 +30,7 @@ from pathlib import Path, PurePosixPath
 from types import TracebackType
 
 from coldvault.errors import DiskError
+from coldvault.system.files import write_and_sync
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _RENAME_NOREPLACE = 1
@@ -315,13 +316,7 @@ class SafeDir:
             os.unlink(tmp, dir_fd=self.fd)
         fd = self.open_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
-            try:
-                view = memoryview(payload)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            write_and_sync(fd, payload)
             if overwrite:
                 self.rename(tmp, name)
             else:

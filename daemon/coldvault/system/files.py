@@ -16,6 +16,17 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def write_and_sync(fd: int, payload: bytes) -> None:
+    """Write all of ``payload`` to ``fd``, fsync it, and close it (also on failure)."""
+    try:
+        view = memoryview(payload)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def atomic_write(
     path: Path, data: bytes | str, mode: int = 0o644, *, overwrite: bool = True
 ) -> None:
@@ -28,13 +39,7 @@ def atomic_write(
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        try:
-            view = memoryview(payload)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_and_sync(fd, payload)
         if overwrite:
             os.replace(tmp, path)
         else:

@@ -7,36 +7,10 @@ The job folder and each per-source folder are held open as
 
 from __future__ import annotations
 
-from pathlib import Path, PurePosixPath
+from coldvault.jobs.jobdir import open_job_folder, split
+from coldvault.system.beneath import SafeDir
 
-from coldvault.errors import JobError
-from coldvault.system.beneath import SafeDir, open_beneath
-
-
-def split(job_dir: Path, target: str) -> tuple[Path, str]:
-    """(trusted root, relative path below it) for ``job_dir`` = mount point / ``target``.
-
-    The mount point comes from the host's configuration; every component of
-    ``target`` lies on the disk and is untrusted. A ``job_dir`` that does not end in
-    ``target`` (the demo, tests) trusts all but its last component.
-    """
-    rel = PurePosixPath(target).parts
-    if rel and len(job_dir.parts) > len(rel) and job_dir.parts[-len(rel) :] == rel:
-        return Path(*job_dir.parts[: -len(rel)]), str(PurePosixPath(*rel))
-    return job_dir.parent, job_dir.name
-
-
-def open_job_folder(job_dir: Path, target: str, *, create: bool) -> SafeDir:
-    """The job's folder, held open; missing (without ``create``) is a JobError."""
-    root, rel = split(job_dir, target)
-    try:
-        return open_beneath(root, rel, create=create)
-    except ValueError as exc:
-        raise JobError(f"job folder {job_dir}: {exc}") from None
-    except FileNotFoundError:
-        raise JobError(
-            f"no backups in {job_dir}", hint="run a backup first (`coldvault run JOB`)"
-        ) from None
+__all__ = ["open_job_folder", "open_source_folder", "split"]
 
 
 def open_source_folder(job_folder: SafeDir, name: str, *, create: bool) -> SafeDir | None:

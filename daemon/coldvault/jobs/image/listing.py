@@ -7,10 +7,10 @@ from pathlib import Path
 from coldvault.config.model import ImageJob
 from coldvault.errors import JobError
 from coldvault.jobs.image import manifest as manifest_mod
-from coldvault.jobs.image.jobdir import open_job_folder
 from coldvault.jobs.image.manifest import ManifestDamaged
 from coldvault.jobs.image.parts import part_indexes, part_name
 from coldvault.jobs.image.snapshots import INPROGRESS, abandoned, completed, strays
+from coldvault.jobs.jobdir import open_job_folder
 from coldvault.progress import human_bytes
 from coldvault.system.beneath import SafeDir
 

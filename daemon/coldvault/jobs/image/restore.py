@@ -15,10 +15,10 @@ from coldvault.jobs.image import legacy, snapshots
 from coldvault.jobs.image import manifest as manifest_mod
 from coldvault.jobs.image.backup import Layout
 from coldvault.jobs.image.destination import open_destination
-from coldvault.jobs.image.jobdir import open_job_folder
 from coldvault.jobs.image.manifest import Manifest, PartRecord
 from coldvault.jobs.image.parts import part_name
 from coldvault.jobs.image.reader import available_algorithm, new_hasher, read_full
+from coldvault.jobs.jobdir import open_job_folder
 from coldvault.progress import ProgressCallback, ProgressMeter, human_bytes
 from coldvault.system.beneath import SafeDir, UnexpectedEntry
 from coldvault.system.cancel import CancelToken

@@ -16,12 +16,12 @@ from coldvault.errors import JobError
 from coldvault.jobs.base import JobResult, RestoreRequest, VerifyReport
 from coldvault.jobs.image import snapshots
 from coldvault.jobs.image.backup_run import ImageBackup
-from coldvault.jobs.image.jobdir import open_job_folder
 from coldvault.jobs.image.listing import listing
 from coldvault.jobs.image.reader import available_algorithm
 from coldvault.jobs.image.restore import restore_job
 from coldvault.jobs.image.source import hooks, open_source
 from coldvault.jobs.image.verify import verify_job
+from coldvault.jobs.jobdir import open_job_folder
 from coldvault.progress import ProgressCallback, human_bytes
 from coldvault.system.cancel import CancelToken
 

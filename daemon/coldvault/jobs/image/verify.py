@@ -17,11 +17,11 @@ from coldvault.jobs.base import VerifyReport
 from coldvault.jobs.image import listing, repair_flags, snapshots
 from coldvault.jobs.image import manifest as manifest_mod
 from coldvault.jobs.image.backup import Layout
-from coldvault.jobs.image.jobdir import open_job_folder
 from coldvault.jobs.image.legacy import NOT_ADOPTED, hash_part_file
 from coldvault.jobs.image.manifest import Manifest, ManifestDamaged, PartRecord
 from coldvault.jobs.image.parts import part_name, scan
 from coldvault.jobs.image.repair_flags import MISSING, reason_for
+from coldvault.jobs.jobdir import open_job_folder
 from coldvault.progress import ProgressCallback, ProgressMeter
 from coldvault.system.beneath import SafeDir, UnexpectedEntry
 from coldvault.system.cancel import CancelToken

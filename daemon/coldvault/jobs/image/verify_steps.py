@@ -29,12 +29,12 @@ from coldvault.errors import Cancelled, ColdvaultError, JobError
 from coldvault.jobs.image import listing, repair_flags
 from coldvault.jobs.image import manifest as manifest_mod
 from coldvault.jobs.image.backup import Layout
-from coldvault.jobs.image.jobdir import open_job_folder
 from coldvault.jobs.image.legacy import NOT_ADOPTED
 from coldvault.jobs.image.manifest import Manifest
 from coldvault.jobs.image.parts import part_name
 from coldvault.jobs.image.snapshots import ABANDONED, abandoned
 from coldvault.jobs.image.verify import check_part_file
+from coldvault.jobs.jobdir import open_job_folder
 from coldvault.jobs.verify_steps import StepResult, VerifyPosition, over_budget
 from coldvault.progress import ProgressMeter
 from coldvault.system.beneath import SafeDir, UnexpectedEntry

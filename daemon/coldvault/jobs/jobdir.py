@@ -1,4 +1,7 @@
-"""The job folder on the backup disk, opened beneath the mount point (never through a symlink)."""
+"""A job's folder on the backup disk, opened beneath the mount point (never through a symlink).
+
+Shared by both job types.
+"""
 
 from __future__ import annotations
 
