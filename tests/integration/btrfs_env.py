@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,3 +169,39 @@ def subvol_field(path: Path, field: str) -> str:
 def snapshot_names(folder: Path) -> list[str]:
     """Names in a snapshot folder but the links and coldvault's hidden files."""
     return sorted(p.name for p in folder.iterdir() if not p.is_symlink() and p.name[0] != ".")
+
+
+def damage_first_block(device: str, path: Path) -> None:
+    """Overwrite the first 4 KiB data block of ``path`` on ``device``, behind Btrfs's back.
+
+    Needs ``filefrag`` and ``btrfs-map-logical`` (callers ``require_programs`` them) and a
+    single data profile. Bit rot as a disk would cause it: Btrfs's checksum no longer fits.
+    """
+    sh("sync")
+    extents = [ln.split() for ln in sh("filefrag", "-v", "-b4096", path).splitlines()]
+    first = next(f for f in extents if f and f[0] == "0:")
+    logical = int(first[3].rstrip(".:")) * 4096  # Btrfs reports its logical address
+    offset = None
+    for line in sh("btrfs-map-logical", "-l", str(logical), device).splitlines():
+        words = line.split()
+        if "physical" in words:
+            offset = int(words[words.index("physical") + 1])
+            break
+    assert offset is not None, f"btrfs-map-logical found no mapping for {logical}"
+    with open(device, "r+b") as dev:
+        dev.seek(offset)
+        dev.write(b"\xff" * 4096)
+        dev.flush()
+        os.fsync(dev.fileno())
+
+
+def wait_group_gone(pgid: int, seconds: float = 60) -> None:
+    """Wait until no process of group ``pgid`` is left (send/receive orphaned by a kill)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        assert time.monotonic() < deadline, "send/receive did not exit after the kill"
+        time.sleep(0.05)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -27,6 +26,7 @@ from tests.integration.btrfs_env import (
     snapshot_names,
     subvol_field,
     tree_digest,
+    wait_group_gone,
 )
 
 __all__ = ["module_fs"]  # the fixture is used by name
@@ -114,14 +114,7 @@ def _run(cmd: list[str], config: Path, *args: str, crash: str | None = None) -> 
     )
     try:
         out, _ = child.communicate(timeout=300)
-        deadline = time.monotonic() + 60
-        while True:  # the relay vanished: send and receive exit on their own
-            try:
-                os.killpg(child.pid, 0)
-            except ProcessLookupError:
-                break
-            assert time.monotonic() < deadline, "send/receive did not exit after the kill"
-            time.sleep(0.05)
+        wait_group_gone(child.pid)
     finally:
         if child.poll() is None:
             os.killpg(child.pid, signal.SIGKILL)

@@ -19,6 +19,7 @@ from tests.integration.btrfs_env import (
     MakeFs,
     MiB,
     create_subvolume,
+    damage_first_block,
     job_for,
     module_fs,
     random_file,
@@ -176,17 +177,6 @@ def test_renamed_snapshots_are_still_parents_and_never_pruned(
     assert str(second.snapshot) not in snapshot_names(target)
 
 
-def _physical_offset(device: str, path: Path) -> int:
-    extents = [ln.split() for ln in sh("filefrag", "-v", "-b4096", path).splitlines()]
-    first = next(f for f in extents if f and f[0] == "0:")
-    logical = int(first[3].rstrip(".:")) * 4096
-    for line in sh("btrfs-map-logical", "-l", str(logical), device).splitlines():
-        words = line.split()
-        if "physical" in words:
-            return int(words[words.index("physical") + 1])
-    raise AssertionError(f"btrfs-map-logical found no mapping for {logical}")
-
-
 def test_damaged_copy_is_marked_and_never_a_parent(
     module_fs: MakeFs, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -204,13 +194,7 @@ def test_damaged_copy_is_marked_and_never_a_parent(
     random_file(vol / "b.bin", MiB)  # only in the second copy
     second = run_job(job, job_dir)
     copy = job_dir / "rot" / str(second.snapshot)
-    sh("sync")
-    offset = _physical_offset(dst_dev, copy / "b.bin")
-    with open(dst_dev, "r+b") as dev:  # bit rot behind Btrfs's back
-        dev.seek(offset)
-        dev.write(b"\xff" * 4096)
-        dev.flush()
-        os.fsync(dev.fileno())
+    damage_first_block(dst_dev, copy / "b.bin")  # bit rot behind Btrfs's back
 
     report = runner.verify(job_dir, None, False, lambda _: None, CancelToken())
     assert not report.ok

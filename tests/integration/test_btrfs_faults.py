@@ -17,6 +17,7 @@ from tests.integration.btrfs_env import (
     MakeFs,
     MiB,
     create_subvolume,
+    damage_first_block,
     job_for,
     make_fs,
     random_file,
@@ -25,6 +26,7 @@ from tests.integration.btrfs_env import (
     snapshot_names,
     subvol_field,
     tree_digest,
+    wait_group_gone,
 )
 
 from coldvault.errors import JobError
@@ -104,14 +106,7 @@ def test_sigkill_mid_stream_then_next_run_cleans_up(
         os.kill(child.pid, signal.SIGKILL)
         child.wait()
         # The orphaned send/receive see the relay vanish and exit; wait for them.
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                os.killpg(child.pid, 0)
-            except ProcessLookupError:
-                break
-            assert time.monotonic() < deadline, "send/receive did not exit after the kill"
-            time.sleep(0.05)
+        wait_group_gone(child.pid)
     finally:
         if child.poll() is None:
             os.killpg(child.pid, signal.SIGKILL)
@@ -219,18 +214,6 @@ def test_verify_finds_incomplete_copy(make_fs: MakeFs) -> None:
     assert report.items_checked >= 2
 
 
-def _physical_offset(device: str, path: Path) -> int:
-    """Byte offset on ``device`` of the first data block of ``path`` (single data profile)."""
-    extents = [ln.split() for ln in sh("filefrag", "-v", "-b4096", path).splitlines()]
-    first = next(f for f in extents if f and f[0] == "0:")
-    logical = int(first[3].rstrip(".:")) * 4096  # Btrfs reports its logical address
-    for line in sh("btrfs-map-logical", "-l", str(logical), device).splitlines():
-        words = line.split()
-        if "physical" in words:
-            return int(words[words.index("physical") + 1])
-    raise AssertionError(f"btrfs-map-logical found no mapping for {logical}")
-
-
 def test_verify_finds_a_damaged_block(make_fs: MakeFs) -> None:
     from tests.conftest import require_programs
 
@@ -245,13 +228,7 @@ def test_verify_finds_a_damaged_block(make_fs: MakeFs) -> None:
     assert report.ok, report.problems
 
     copy = dst.mount / "data" / "data" / str(first.snapshot)
-    sh("sync")
-    offset = _physical_offset(dst.device, copy / "a.bin")
-    with open(dst.device, "r+b") as dev:  # damage one block behind Btrfs's back
-        dev.seek(offset)
-        dev.write(b"\xff" * 4096)
-        dev.flush()
-        os.fsync(dev.fileno())
+    damage_first_block(dst.device, copy / "a.bin")  # bit rot behind Btrfs's back
     report = BtrfsRunner(job).verify(dst.mount / "data", None, False, lambda _: None, CancelToken())
     assert not report.ok
     assert [p for p in report.problems if "a.bin" in p and "cannot be read back" in p]

@@ -10,18 +10,18 @@ from tests.conftest import require_programs
 from tests.integration.btrfs_env import (
     MakeFs,
     create_subvolume,
+    damage_first_block,
     job_for,
     make_fs,
     random_file,
     run_job,
-    sh,
     subvol_field,
 )
-from tests.integration.test_btrfs_faults import _physical_offset
+from tests.verify_env import verify_round
 
 from coldvault.config.model import BtrfsJob
 from coldvault.jobs.btrfs import diskstate
-from coldvault.jobs.verify_steps import StepResult, VerifyPosition, verify_step
+from coldvault.jobs.verify_steps import StepResult, verify_step
 from coldvault.progress import ProgressMeter, no_progress
 from coldvault.system.cancel import CancelToken
 
@@ -30,16 +30,7 @@ MiB = 1 << 20
 
 
 def _steps(job: BtrfsJob, job_dir: Path, budget: int | None) -> list[StepResult]:
-    position: VerifyPosition | None = None
-    steps: list[StepResult] = []
-    while True:
-        meter = ProgressMeter(job.name, "verifying", no_progress)
-        step = verify_step(job, job_dir, position, budget, meter, CancelToken())
-        steps.append(step)
-        if step.complete:
-            return steps
-        assert len(steps) < 100, "the verification never ends"
-        position = step.position
+    return verify_round(job, job_dir, budget, most=100)
 
 
 def test_budget_splits_inside_files_and_the_union_covers_every_byte(make_fs: MakeFs) -> None:
@@ -85,13 +76,7 @@ def test_damaged_block_found_in_a_later_step(make_fs: MakeFs) -> None:
     job = job_for(vol)
     first = run_job(job, dst.mount / "data")
     copy = dst.mount / "data" / "data" / str(first.snapshot)
-    sh("sync")
-    offset = _physical_offset(dst.device, copy / "z.bin")
-    with open(dst.device, "r+b") as dev:  # damage one block behind Btrfs's back
-        dev.seek(offset)
-        dev.write(b"\xff" * 4096)
-        dev.flush()
-        os.fsync(dev.fileno())
+    damage_first_block(dst.device, copy / "z.bin")  # bit rot behind Btrfs's back
     steps = _steps(job, dst.mount / "data", MiB)
     found = [(i, p) for i, s in enumerate(steps) for p in s.problems]
     assert len(found) == 1, found

@@ -11,6 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 from tests.unit.image_env import KiB, make_job, patch, run, snapshots, write_source
+from tests.verify_env import verify_round
 
 from coldvault.config.model import (
     Config,
@@ -47,16 +48,7 @@ def _backup(tmp: Path) -> tuple[ImageJob, Path]:
 
 
 def _steps(job: ImageJob, job_dir: Path, budget: int | None) -> list[StepResult]:
-    position: VerifyPosition | None = None
-    steps: list[StepResult] = []
-    while True:
-        meter = ProgressMeter(job.name, "verifying", no_progress)
-        step = verify_step(job, job_dir, position, budget, meter, CancelToken())
-        steps.append(step)
-        if step.complete:
-            return steps
-        assert len(steps) < 50, "the verification never ends"
-        position = step.position
+    return verify_round(job, job_dir, budget, most=50)
 
 
 def _distinct_part_bytes(job_dir: Path) -> int:
