@@ -233,27 +233,6 @@ def test_cancel_deletes_partial_receive(make_fs: MakeFs) -> None:
     assert f"incremental from {first.snapshot}" in again.summary
 
 
-def test_hooks_run_around_the_job(make_fs: MakeFs, tmp_path: Path) -> None:
-    from dataclasses import replace
-
-    from coldvault.config.model import Hooks
-
-    src, dst = make_fs("src"), make_fs("dst")
-    vol = create_subvolume(src.mount / "data")
-    marks = tmp_path / "marks"
-    hooks = Hooks(
-        before=(("sh", "-c", f"echo before $COLDVAULT_JOB >> {marks}"),),
-        after=(("sh", "-c", f"echo after >> {marks}"),),
-    )
-    run_job(replace(job_for(vol), hooks=hooks), dst.mount / "data")
-    assert marks.read_text().split("\n")[:2] == ["before data", "after"]
-
-    failing = replace(job_for(vol), hooks=replace(hooks, before=(("false",),)))
-    with pytest.raises(JobError, match="before hook"):
-        run_job(failing, dst.mount / "data")
-    assert marks.read_text().splitlines()[-1] == "after"  # after ran although before failed
-
-
 def test_compressed_data_sends_compressed_extents(make_fs: MakeFs) -> None:
     from dataclasses import replace
 

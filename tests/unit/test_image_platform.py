@@ -1,4 +1,4 @@
-"""The platform module: source lookup by id, device size, mount checks; image job hooks.
+"""The platform module: source lookup by id, device size, mount checks.
 
 Linux lookups run against a real ``/dev/disk``-like tree of symlinks. macOS code
 cannot run here, so it is fed recorded ``diskutil`` output (see the constants).
@@ -10,10 +10,9 @@ import os
 from pathlib import Path
 
 import pytest
-from tests.unit.image_env import make_job, run, write_source
 
 from coldvault import platform
-from coldvault.config.model import Hooks, SourceRef
+from coldvault.config.model import SourceRef
 from coldvault.errors import CommandError, JobError
 from coldvault.platform import linux, macos
 
@@ -262,43 +261,6 @@ def test_macos_size_and_mount_state_from_diskutil() -> None:
     assert macos.mounted_anywhere(Path("/dev/rdisk99"), du) == []
     with pytest.raises(JobError, match="cannot read diskutil output"):
         macos.parse_plist(b"Could not find disk")
-
-
-# ---- before/after hooks --------------------------------------------------------------------
-
-
-def _hooked(tmp_path: Path, before: list[list[str]], after: list[list[str]]) -> object:
-    src = tmp_path / "src"
-    write_source(src, [(1000, True)])
-    return make_job(
-        src,
-        hooks=Hooks(before=tuple(map(tuple, before)), after=tuple(map(tuple, after))),
-    )
-
-
-def test_hooks_run_before_and_after(tmp_path: Path) -> None:
-    log = tmp_path / "log"
-    job = _hooked(
-        tmp_path,
-        [["sh", "-c", f'echo "before $COLDVAULT_JOB" >> {log}']],
-        [["sh", "-c", f"echo after >> {log}"]],
-    )
-    run(job, tmp_path / "b")  # type: ignore[arg-type]
-    assert log.read_text().split("\n") == ["before img", "after", ""]
-
-
-def test_after_runs_when_before_fails_and_when_the_job_fails(tmp_path: Path) -> None:
-    marker = tmp_path / "after-ran"
-    job = _hooked(tmp_path, [["false"]], [["touch", str(marker)]])
-    with pytest.raises(CommandError, match="false"):
-        run(job, tmp_path / "b")  # type: ignore[arg-type]
-    assert marker.exists()
-    marker.unlink()
-    job = _hooked(tmp_path, [["true"]], [["touch", str(marker)]])
-    (tmp_path / "src").unlink()  # the job itself fails: source missing
-    with pytest.raises(JobError, match="does not exist"):
-        run(job, tmp_path / "b")  # type: ignore[arg-type]
-    assert marker.exists()
 
 
 def test_macos_block_node_paths_become_raw_nodes() -> None:

@@ -30,9 +30,9 @@ from coldvault.errors import (
 from coldvault.events import Event, emit
 from coldvault.jobs import runner_for
 from coldvault.progress import ProgressCallback
+from coldvault.service import hooks
 from coldvault.service import state as st
 from coldvault.service.due import local_now
-from coldvault.service.hooks import run_hooks
 from coldvault.service.inhibit import sleep_inhibited
 from coldvault.service.scheduled_verify import verify_due_jobs
 from coldvault.service.session import disk_session
@@ -189,7 +189,8 @@ def _run_job(
     emit(log, Event.JOB_STARTED, f"{job.name}: backup started", job=job.name, type=job.type)
     with _capture_log() as excerpt:
         try:
-            result = runner_for(job).run(config.job_dir(job), progress, cancel)
+            with hooks.around_job(config, job, cancel):
+                result = runner_for(job).run(config.job_dir(job), progress, cancel)
         except Cancelled as exc:
             took = time.monotonic() - start
             emit(
@@ -284,11 +285,4 @@ def _record_unfinished(
 
 
 def _hooks(config: Config, job: Job, kind: str, error: str | None, lines: list[str]) -> None:
-    env = {
-        "COLDVAULT_JOB": job.name,
-        "COLDVAULT_RESULT": "success" if error is None else "failed",
-        "COLDVAULT_ERROR": error or "",
-        "COLDVAULT_LOG": "\n".join(lines),
-    }
-    commands = (*getattr(job.hooks, kind), *getattr(config.settings.hooks, kind))
-    run_hooks(kind, commands, job=job.name, env=env)
+    hooks.after_job(config, job, error, lines)

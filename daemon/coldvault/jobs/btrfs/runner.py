@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from coldvault.config.model import BtrfsJob
-from coldvault.errors import CommandError, DiskError, JobError
+from coldvault.errors import DiskError, JobError
 from coldvault.jobs.base import JobResult, RestoreRequest, VerifyReport
 from coldvault.jobs.btrfs import (
     diskdir,
@@ -28,7 +28,7 @@ from coldvault.jobs.btrfs.parent import ParentChoice
 from coldvault.jobs.btrfs.sources import Source
 from coldvault.jobs.btrfs.subvol import Subvolume
 from coldvault.progress import ProgressCallback, ProgressMeter, human_bytes
-from coldvault.system import crashpoint, proc
+from coldvault.system import crashpoint
 from coldvault.system.beneath import SafeDir
 from coldvault.system.cancel import CancelToken
 
@@ -53,7 +53,7 @@ class BtrfsRunner:
     # -- backup -------------------------------------------------------------
 
     def run(self, job_dir: Path, progress: ProgressCallback, cancel: CancelToken) -> JobResult:
-        """Back up every source once; the job's before/after hooks run around it."""
+        """Back up every source once (the service runner runs the job's hooks around it)."""
         start = time.monotonic()
         if self.job.compressed_data:
             transfer.require_compressed_data()
@@ -62,16 +62,9 @@ class BtrfsRunner:
         subvol.require_btrfs(diskdir.split(job_dir, self.job.target)[0], "target")
         results: list[SourceResult] = []
         with diskdir.open_job_folder(job_dir, self.job.target, create=True) as job_folder:
-            try:
-                # Inside the try: a before hook that failed half-way still gets its after hooks.
-                _run_hooks(self.job.hooks.before, "before", self.job.name, cancel)
-                for src in srcs:
-                    cancel.check()
-                    results.append(self._back_up(src, job_folder, progress, cancel))
-            except BaseException:
-                _run_after_hooks(self.job, failing=True)
-                raise
-        _run_after_hooks(self.job, failing=False)
+            for src in srcs:
+                cancel.check()
+                results.append(self._back_up(src, job_folder, progress, cancel))
         sent = sum(r.bytes_sent for r in results)
         summary = "; ".join(
             f"{r.snapshot} ({'incremental from ' + r.parent if r.parent else 'full'}, "
@@ -261,30 +254,3 @@ def _delete_quietly(local: SafeDir, target: SafeDir, name: str) -> None:
         unsent.clear(target)
     except (JobError, OSError) as exc:
         log.error("could not delete unsent snapshot %s: %s", local.child(name), exc)
-
-
-def _run_after_hooks(job: BtrfsJob, *, failing: bool) -> None:
-    """``after`` hooks run whenever ``before`` ran; while failing, their errors are logged."""
-    try:
-        _run_hooks(job.hooks.after, "after", job.name, None)
-    except JobError as exc:
-        if not failing:
-            raise
-        log.error("%s", exc.message)
-
-
-def _run_hooks(
-    hooks: tuple[tuple[str, ...], ...], kind: str, job: str, cancel: CancelToken | None
-) -> None:
-    for argv in hooks:
-        log.info("%s: running %s hook: %s", job, kind, " ".join(argv))
-        try:
-            proc.run(
-                list(argv),
-                cancel=cancel,
-                env={"COLDVAULT_JOB": job},
-                capture_stdout=False,
-                keep_locale=True,  # the user's command: the user's locale
-            )
-        except CommandError as exc:
-            raise JobError(f"{kind} hook of job {job} failed: {exc.message}") from None

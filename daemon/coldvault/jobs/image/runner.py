@@ -19,7 +19,7 @@ from coldvault.jobs.image.backup_run import ImageBackup
 from coldvault.jobs.image.listing import listing
 from coldvault.jobs.image.reader import available_algorithm
 from coldvault.jobs.image.restore import restore_job
-from coldvault.jobs.image.source import hooks, open_source
+from coldvault.jobs.image.source import open_source
 from coldvault.jobs.image.verify import verify_job
 from coldvault.jobs.jobdir import open_job_folder
 from coldvault.progress import ProgressCallback, human_bytes
@@ -46,7 +46,6 @@ class ImageRunner:
         algorithm = available_algorithm(job.hash)
         with (
             open_job_folder(job_dir, job.target, create=True) as top,
-            hooks(job, cancel),
             open_source(job) as src,
         ):
             if job.snapshots > 0:

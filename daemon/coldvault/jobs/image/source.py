@@ -1,4 +1,4 @@
-"""The image source: resolve it, refuse it when mounted read-write, run before/after hooks."""
+"""The image source: resolve it, refuse it when mounted read-write."""
 
 from __future__ import annotations
 
@@ -6,16 +6,15 @@ import contextlib
 import fcntl
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from coldvault import platform
-from coldvault.config.model import Argv, ImageJob
-from coldvault.errors import ColdvaultError, JobError
-from coldvault.system import blockdev, proc
+from coldvault.config.model import ImageJob
+from coldvault.errors import JobError
+from coldvault.system import blockdev
 from coldvault.system.beneath import UnexpectedEntry, check_kind, kind_of
-from coldvault.system.cancel import CancelToken
 
 log = logging.getLogger("coldvault.image")
 
@@ -27,29 +26,6 @@ class OpenSource:
     path: Path
     fd: int
     size: int
-
-
-def run_hooks(kind: str, commands: Sequence[Argv], job: str, cancel: CancelToken) -> None:
-    """Run the job's ``before`` or ``after`` commands in order (a failure raises)."""
-    for argv in commands:
-        log.info("%s: running %s hook: %s", job, kind, " ".join(argv))
-        env = {**os.environ, "COLDVAULT_JOB": job}
-        proc.run(list(argv), cancel=cancel, env=env, capture_stdout=False, keep_locale=True)
-
-
-@contextlib.contextmanager
-def hooks(job: ImageJob, cancel: CancelToken) -> Iterator[None]:
-    """``before`` on entry; ``after`` on exit, also when ``before`` or the job failed."""
-    try:
-        run_hooks("before", job.hooks.before, job.name, cancel)
-        yield
-    except BaseException:
-        try:
-            run_hooks("after", job.hooks.after, job.name, CancelToken())
-        except ColdvaultError as exc:  # must not hide the job's own error
-            log.error("%s: after hook failed: %s", job.name, exc)
-        raise
-    run_hooks("after", job.hooks.after, job.name, CancelToken())
 
 
 @contextlib.contextmanager
