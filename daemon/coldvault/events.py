@@ -34,6 +34,8 @@ class Event(Enum):
     HOOK_FAILED = "2f1c7b0e6a8d4c59b3e1f0a4d6c8e230"
     VERIFY_FINISHED = "2f1c7b0e6a8d4c59b3e1f0a4d6c8e240"
     VERIFY_FAILED = "2f1c7b0e6a8d4c59b3e1f0a4d6c8e241"
+    DISK_DONE = "2f1c7b0e6a8d4c59b3e1f0a4d6c8e250"
+    NOTIFY_FAILED = "2f1c7b0e6a8d4c59b3e1f0a4d6c8e251"
 
     @property
     def message_id(self) -> str:

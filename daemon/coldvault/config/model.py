@@ -331,6 +331,11 @@ class Settings:
         factory=VerifySchedule,
         section=VerifySchedule,
     )
+    metrics_file: Path | None = key(
+        "file_not_folder",
+        "Prometheus metrics written here (node-exporter's textfile collector folder)",
+        None,
+    )
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from coldvault.config.model import Config, Job
 from coldvault.disk.stack import DiskStack
 from coldvault.errors import Busy, ColdvaultError, ConfigError, DiskAbsent, TokenRejected
 from coldvault.events import Event, emit
+from coldvault.monitor.metrics import write_metrics
 from coldvault.platform.hotplug import DiskWatcher, disk_watcher
 from coldvault.progress import Progress
 from coldvault.service import due
@@ -140,6 +141,7 @@ class Daemon:
                 f"coldvault daemon started: {len(self.config.jobs)} job(s), "
                 f"watching the disk by {self._watcher.description}",
             )
+            write_metrics(self.config, due.local_now())  # the metrics file exists from the start
             self._turn()
             self.notifier.ready(self._status_line())
             try:

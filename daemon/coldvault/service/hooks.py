@@ -18,10 +18,13 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 
 from coldvault.config.model import Argv, Config, Job
 from coldvault.errors import Cancelled, ColdvaultError, JobError
 from coldvault.events import Event, emit
+from coldvault.monitor.metrics import write_metrics
+from coldvault.service.due import local_now
 from coldvault.system.cancel import CancelToken
 from coldvault.system.proc import run
 
@@ -120,3 +123,20 @@ def after_job(config: Config, job: Job, error: str | None, lines: Sequence[str])
     kind = "on_success" if error is None else "on_failure"
     env = hook_env(job.name, SUCCESS if error is None else FAILED, error, lines)
     run_hooks(kind, commands_of(config, job, kind), job=job.name, env=env)
+    write_metrics(config, local_now())
+
+
+class SessionWatch:
+    """What one disk session did, for the metrics and messages sent once it ends."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.opened_at: datetime | None = None
+
+    def disk_opened(self) -> None:
+        """The disk is open: it was seen now."""
+        self.opened_at = local_now()
+
+    def ended(self) -> None:
+        """The session is over (the disk closed unless kept open)."""
+        write_metrics(self.config, local_now(), disk_seen=self.opened_at)

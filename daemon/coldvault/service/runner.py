@@ -119,11 +119,13 @@ def run_session(
     names = ", ".join(j.name for j in jobs)
     outcomes: list[JobOutcome] = []
     teardown_error: str | None = None
+    watch = hooks.SessionWatch(config)
     with sleep_inhibited(f"backing up {names}", enabled=config.settings.inhibit_sleep):
         try:
             with disk_session(
                 config, wait_disk=wait_disk, wait_lock=wait_lock, keep_open=keep_open, cancel=cancel
             ) as _root:
+                watch.disk_opened()
                 for job in jobs:
                     if cancel.cancelled:
                         break
@@ -158,7 +160,9 @@ def run_session(
                 raise
             # The jobs ran, teardown failed: their results stand, the error was reported.
             teardown_error = exc.message
-    return SessionOutcome(tuple(outcomes), teardown_error)
+    outcome = SessionOutcome(tuple(outcomes), teardown_error)
+    watch.ended()
+    return outcome
 
 
 def _fail_unstarted(
