@@ -98,6 +98,9 @@ GOOD: dict[str, list[Any]] = {
     "mount_options": ["noatime", ["noatime", "compress=zstd"]],
     "plain_text": ["btrfs", "ext4"],
     "seconds": [5, 0.5, "10s"],
+    "ping_url": ["https://hc-ping.com/abc", "http://127.0.0.1:9/p/{job}"],
+    "apprise_url": ["json://127.0.0.1:9/", "ntfys://ntfy.example.org/backups"],
+    "notify_events": [["failure"], "disk_done", ["failure", "overdue"]],
 }
 
 
@@ -128,6 +131,9 @@ def section(
         if spec.flat is not None and spec.section is not None:
             # Merged into the parent mapping below (flat keys such as every, before).
             optional[f.name] = section(spec.section, depth + 1, bad).map(_only(spec.flat))
+        elif spec.convert == "notify_targets" and spec.section is not None:
+            items = st.lists(section(spec.section, depth + 1, bad), max_size=2)
+            optional[f.name] = mostly(items, bad)
         elif spec.section is not None and depth < 3:
             optional[f.name] = mostly(section(spec.section, depth + 1, bad), bad)
         elif spec.convert == "choice":

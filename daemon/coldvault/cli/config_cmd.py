@@ -63,7 +63,24 @@ def summary(config: Config, name: str) -> str:
     """A few lines saying what the configuration means."""
     lines = [f"{name}: valid, {len(config.jobs)} job(s)", f"disk: {_disk(config.disk)}"]
     lines.extend(f"job {_job(config, job)}" for job in config.jobs)
+    lines.extend(monitoring_lines(config))
     return "\n".join(lines)
+
+
+def monitoring_lines(config: Config) -> list[str]:
+    """Pings, notifications and metrics, every URL masked (they carry secrets)."""
+    from coldvault.monitor.pings import ping_url
+    from coldvault.monitor.secrets import mask_url
+
+    lines = [
+        f"ping {job.name}: {mask_url(url)}"
+        for job in config.jobs
+        if (url := ping_url(config, job)) is not None
+    ]
+    lines.extend(f"notify: {mask_url(t.url)} on {', '.join(t.on)}" for t in config.settings.notify)
+    if config.settings.metrics_file is not None:
+        lines.append(f"metrics: {config.settings.metrics_file}")
+    return lines
 
 
 def _disk(disk: DiskConfig) -> str:

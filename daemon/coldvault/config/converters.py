@@ -18,11 +18,11 @@ from typing import TypeVar
 from yaml.nodes import Node, ScalarNode, SequenceNode
 
 from coldvault.config.durations import parse_duration, parse_time_of_day
-from coldvault.config.model import Argv, SourceRef
+from coldvault.config.model import NOTIFY_EVENTS, Argv, SourceRef
 from coldvault.config.problems import Invalid, Problems, Reported, TooMuchWork
 from coldvault.config.sizes import SIZE_FORMS, format_size, parse_size
 from coldvault.config.suggest import did_you_mean
-from coldvault.config.yamlnodes import describe, plain_type, where
+from coldvault.config.yamlnodes import describe, is_null, plain_type, where
 
 T = TypeVar("T")
 # Keys and list items read, each use of an alias counted again: bounds the work a
@@ -33,6 +33,7 @@ MAX_SUGGESTIONS = 200  # "did you mean" for the first problems only: shown are 2
 MAX_COUNT = 100_000  # snapshots and retention counts
 MAX_POLL_SECONDS = 86400.0
 MAX_SIZE = 1 << 60  # 1 EiB: no key takes more
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\x00-\x1f\x7f]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _TYPED = ("int", "float", "bool")
 
@@ -294,6 +295,36 @@ class Reader:
                 + self.suggest(kind, SOURCE_KINDS)
             )
         return SourceRef("path", str(self.file_path(node, path)))
+
+    def secret_url(self, node: Node, path: str) -> str:
+        """A URL that may carry a secret: no message ever repeats it."""
+        if not isinstance(node, ScalarNode) or is_null(node):
+            raise Invalid(f"found {describe(node)}, expected a URL")
+        value = str(node.value).strip()
+        if not _URL.fullmatch(value):
+            raise Invalid(
+                "found a value that is not a URL (not shown: it may hold a secret), "
+                "expected scheme://host/..."
+            )
+        return value
+
+    def ping_url(self, node: Node, path: str) -> str:
+        """An http:// or https:// URL (a secret)."""
+        value = self.secret_url(node, path)
+        if not value.lower().startswith(("http://", "https://")):
+            raise Invalid(
+                "found a URL that is not http:// or https:// (not shown: it may hold a secret), "
+                "expected a healthchecks.io or Uptime Kuma push URL"
+            )
+        return value
+
+    def apprise_url(self, node: Node, path: str) -> str:
+        """An Apprise URL (a secret); the scheme is checked when sending."""
+        return self.secret_url(node, path)
+
+    def notify_events(self, node: Node, path: str) -> tuple[str, ...]:
+        """A list of notification event names."""
+        return self.list_of(self.choice(NOTIFY_EVENTS))(node, path)
 
     # -- lists --------------------------------------------------------------
 

@@ -89,12 +89,18 @@ def converter(reader: Reader, spec: Key) -> Callable[[Node, str], Any]:
     if spec.convert == "section" and spec.section is not None:
         cls = spec.section
         return lambda node, path: _section(reader, cls, node, path)
+    if spec.convert == "notify_targets" and spec.section is not None:
+        cls = spec.section
+        return lambda node, path: _sections(reader, cls, node, path)
     if spec.convert == "choice":
         return reader.choice(spec.choices)
     if spec.convert == "size" and spec.limit is not None:
         return reader.size_up_to(spec.limit)
     simple: dict[str, Callable[[Node, str], Any]] = {
         "absolute_path": reader.absolute_path,
+        "apprise_url": reader.apprise_url,
+        "notify_events": reader.notify_events,
+        "ping_url": reader.ping_url,
         "absolute_paths": reader.list_of(reader.absolute_path),
         "boolean": reader.boolean,
         "count": reader.integer,
@@ -130,6 +136,21 @@ def _section(reader: Reader, cls: type[T], node: Node, path: str) -> T:
     if built is None:
         raise Reported()
     return built
+
+
+def _sections(reader: Reader, cls: type[T], node: Node, path: str) -> tuple[T, ...]:
+    """A list of mappings, each read into ``cls``; each bad one is reported."""
+    if not isinstance(node, SequenceNode):
+        raise Invalid(f"found {describe(node)}, expected a list of mappings")
+    out: list[T] = []
+    for item, item_path in reader.items(node, path):
+        try:
+            out.append(_section(reader, cls, item, item_path))
+        except Invalid as exc:
+            reader.problem(exc.node or item, item_path, exc.message, exc.hint)
+        except Reported:
+            pass
+    return tuple(out)
 
 
 def _job(reader: Reader, node: Node, path: str) -> Job | None:

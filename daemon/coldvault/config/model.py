@@ -172,6 +172,7 @@ class SourceRef:
         return self.value if self.kind == "path" else f"{self.kind}:{self.value}"
 
 
+_PING_HELP = "dead-man's-switch URL (healthchecks.io or Uptime Kuma push); null: settings.ping"
 _NAME_HELP = "unique job name: letters, digits, '.', '_' and '-'"
 _TARGET_HELP = "folder under the backup root (default: the job name)"
 _WHEN_HELP = "when the job is due: every, at, on_plug"
@@ -202,6 +203,7 @@ class ImageJob:
     when: When = key("section", _WHEN_HELP, factory=When, section=When, flat=yaml_keys(When))
     hooks: Hooks = key("section", _HOOKS_HELP, factory=Hooks, section=Hooks, flat=HOOK_KEYS)
     verify: VerifySchedule | None = key("section", _VERIFY_HELP, None, section=VerifySchedule)
+    ping: str | None = key("ping_url", _PING_HELP, None)
     type: str = key("choice", "the job type", "image", choices=JOB_TYPES, required=True)
 
 
@@ -235,6 +237,7 @@ class BtrfsJob:
     when: When = key("section", _WHEN_HELP, factory=When, section=When, flat=yaml_keys(When))
     hooks: Hooks = key("section", _HOOKS_HELP, factory=Hooks, section=Hooks, flat=HOOK_KEYS)
     verify: VerifySchedule | None = key("section", _VERIFY_HELP, None, section=VerifySchedule)
+    ping: str | None = key("ping_url", _PING_HELP, None)
     type: str = key("choice", "the job type", "btrfs", choices=JOB_TYPES, required=True)
 
 
@@ -307,6 +310,30 @@ class DiskConfig:
     token: TokenConfig | None = key("section", "the disk's identity", None, section=TokenConfig)
 
 
+NOTIFY_EVENTS = (
+    "failure",
+    "success",
+    "overdue",
+    "disk_done",
+    "verify_failed",
+    "disk_rolled_back",
+    "offsite_failed",
+)
+DEFAULT_NOTIFY_ON = ("failure", "overdue", "disk_done", "verify_failed")
+
+
+@dataclass(frozen=True)
+class NotifyTarget:
+    """One Apprise URL and the events sent to it."""
+
+    url: str = key(
+        "apprise_url", "an Apprise URL, e.g. ntfys://ntfy.example.org/backups", required=True
+    )
+    on: tuple[str, ...] = key(
+        "notify_events", "events sent: " + ", ".join(NOTIFY_EVENTS), DEFAULT_NOTIFY_ON
+    )
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where the daemon keeps its state, and global hooks."""
@@ -330,6 +357,12 @@ class Settings:
         "the default verification schedule of every job",
         factory=VerifySchedule,
         section=VerifySchedule,
+    )
+    ping: str | None = key(
+        "ping_url", "ping URL of every job without its own; {job} is replaced by the job name", None
+    )
+    notify: tuple[NotifyTarget, ...] = key(
+        "notify_targets", "Apprise notifications: a list of {url, on}", (), section=NotifyTarget
     )
     metrics_file: Path | None = key(
         "file_not_folder",

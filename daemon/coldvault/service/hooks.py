@@ -23,6 +23,7 @@ from datetime import datetime
 from coldvault.config.model import Argv, Config, Job
 from coldvault.errors import Cancelled, ColdvaultError, JobError
 from coldvault.events import Event, emit
+from coldvault.monitor import pings
 from coldvault.monitor.metrics import write_metrics
 from coldvault.service.due import local_now
 from coldvault.system.cancel import CancelToken
@@ -118,11 +119,21 @@ def _after(config: Config, job: Job, env: dict[str, str]) -> None:
     run_hooks("after", commands_of(config, job, "after"), job=job.name, env=env, fatal=True)
 
 
+def job_started(config: Config, job: Job) -> None:
+    """The job starts: its ``/start`` ping."""
+    pings.ping_job(config, job, pings.START)
+
+
 def after_job(config: Config, job: Job, error: str | None, lines: Sequence[str]) -> None:
-    """``on_success`` (``error`` None) or ``on_failure``: logged on failure, never raised."""
+    """Everything after a job's result is known; nothing here raises.
+
+    ``on_success`` (``error`` None) or ``on_failure`` hooks, the success or
+    ``/fail`` ping with the job's last log lines, the metrics file.
+    """
     kind = "on_success" if error is None else "on_failure"
     env = hook_env(job.name, SUCCESS if error is None else FAILED, error, lines)
     run_hooks(kind, commands_of(config, job, kind), job=job.name, env=env)
+    pings.ping_job(config, job, pings.SUCCESS if error is None else pings.FAIL, lines)
     write_metrics(config, local_now())
 
 

@@ -191,6 +191,7 @@ def _run_job(
     started_at = clock()
     start = time.monotonic()
     emit(log, Event.JOB_STARTED, f"{job.name}: backup started", job=job.name, type=job.type)
+    hooks.job_started(config, job)
     with _capture_log() as excerpt:
         try:
             with hooks.around_job(config, job, cancel):
