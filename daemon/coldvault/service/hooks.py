@@ -17,17 +17,24 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from coldvault.config.model import Argv, Config, Job
 from coldvault.errors import Cancelled, ColdvaultError, JobError
 from coldvault.events import Event, emit
-from coldvault.monitor import pings
+from coldvault.monitor import messages, pings
+from coldvault.monitor.apprise_notify import notify
+from coldvault.monitor.labels import disk_label
 from coldvault.monitor.metrics import write_metrics
 from coldvault.service.due import local_now
 from coldvault.system.cancel import CancelToken
 from coldvault.system.proc import run
+
+if TYPE_CHECKING:
+    from coldvault.service.runner import SessionOutcome
 
 log = logging.getLogger("coldvault.hooks")
 HOOK_TIMEOUT_SECONDS = 600.0
@@ -124,30 +131,115 @@ def job_started(config: Config, job: Job) -> None:
     pings.ping_job(config, job, pings.START)
 
 
-def after_job(config: Config, job: Job, error: str | None, lines: Sequence[str]) -> None:
-    """Everything after a job's result is known; nothing here raises.
+def after_job(
+    config: Config,
+    job: Job,
+    error: str | None,
+    lines: Sequence[str],
+    *,
+    hint: str | None = None,
+    took: float = 0.0,
+    written: int = 0,
+) -> None:
+    """Everything after a job's result is known (``error`` None: success); nothing raises.
 
-    ``on_success`` (``error`` None) or ``on_failure`` hooks, the success or
-    ``/fail`` ping with the job's last log lines, the metrics file.
+    ``on_success`` or ``on_failure`` hooks, the success or ``/fail`` ping with
+    the job's last log lines, the ``success`` or ``failure`` notification, the
+    metrics file.
     """
     kind = "on_success" if error is None else "on_failure"
     env = hook_env(job.name, SUCCESS if error is None else FAILED, error, lines)
     run_hooks(kind, commands_of(config, job, kind), job=job.name, env=env)
     pings.ping_job(config, job, pings.SUCCESS if error is None else pings.FAIL, lines)
+    disk = disk_label(config)
+    if error is None:
+        message = messages.job_succeeded(disk, job.name, written, took)
+    else:
+        message = messages.job_failed(disk, job.name, error, hint, took)
+    notify(config, message, job=job.name)
     write_metrics(config, local_now())
 
 
+class _Collector(logging.Handler):
+    """The events of a session that become messages or lines of ``disk_done``."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[tuple[str, str | None, str]] = []  # event, job, message
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fields = getattr(record, "journal_fields", None) or {}
+        event = fields.get("COLDVAULT_EVENT")
+        if event in MESSAGE_EVENTS or event == Event.VERIFY_FINISHED.field:
+            self.records.append((str(event), fields.get("COLDVAULT_JOB"), record.getMessage()))
+
+
+# Events of other parts that are sent as they are (``on:`` names them the same way).
+MESSAGE_EVENTS = ("verify_failed", "disk_rolled_back", "offsite_failed")
+
+
 class SessionWatch:
-    """What one disk session did, for the metrics and messages sent once it ends."""
+    """One disk session, for the ``disk_done`` message, event messages and metrics.
+
+    Used as a context manager around the session: it collects the events
+    logged meanwhile; :meth:`ended` sends what they call for once the disk is
+    closed.
+    """
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.opened_at: datetime | None = None
+        self._opened = 0.0
+        self._collector = _Collector()
+        self._sent = False
+
+    def __enter__(self) -> SessionWatch:
+        logging.getLogger("coldvault").addHandler(self._collector)
+        return self
+
+    def __exit__(self, kind: object, exc: object, tb: object) -> None:
+        logging.getLogger("coldvault").removeHandler(self._collector)
+        if exc is not None and self.opened_at is not None:
+            self._send_events()  # the session broke off: what it found still goes out
+            write_metrics(self.config, local_now(), disk_seen=self.opened_at)
 
     def disk_opened(self) -> None:
         """The disk is open: it was seen now."""
         self.opened_at = local_now()
+        self._opened = time.monotonic()
 
-    def ended(self) -> None:
-        """The session is over (the disk closed unless kept open)."""
+    def ended(self, outcome: SessionOutcome, *, closed: bool) -> None:
+        """The session is over; ``closed``: the disk was closed (not kept open)."""
+        self._send_events()
+        verified = [
+            text
+            for event, _job, text in self._collector.records
+            if event in (Event.VERIFY_FINISHED.field, Event.VERIFY_FAILED.field)
+        ]
+        disk = disk_label(self.config)
+        if outcome.teardown_error is not None:
+            notify(self.config, messages.disk_not_closed(disk, outcome.teardown_error))
+        elif closed and self.opened_at is not None and (outcome.jobs or verified):
+            lines = [
+                messages.JobLine(o.job, o.result, o.bytes_written, o.duration, o.error)
+                for o in outcome.jobs
+            ]
+            message = messages.disk_done(disk, lines, verified, time.monotonic() - self._opened)
+            emit(
+                log,
+                Event.DISK_DONE,
+                message.body,
+                disk=disk,
+                summary=message.body,
+            )
+            notify(self.config, message)
         write_metrics(self.config, local_now(), disk_seen=self.opened_at)
+
+    def _send_events(self) -> None:
+        if self._sent:
+            return
+        self._sent = True
+        disk = disk_label(self.config)
+        for event, job, text in self._collector.records:
+            if event in MESSAGE_EVENTS:
+                notify(self.config, messages.from_event(disk, event, job, text), job=job)

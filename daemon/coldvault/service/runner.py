@@ -119,8 +119,10 @@ def run_session(
     names = ", ".join(j.name for j in jobs)
     outcomes: list[JobOutcome] = []
     teardown_error: str | None = None
-    watch = hooks.SessionWatch(config)
-    with sleep_inhibited(f"backing up {names}", enabled=config.settings.inhibit_sleep):
+    with (
+        sleep_inhibited(f"backing up {names}", enabled=config.settings.inhibit_sleep),
+        hooks.SessionWatch(config) as watch,
+    ):
         try:
             with disk_session(
                 config, wait_disk=wait_disk, wait_lock=wait_lock, keep_open=keep_open, cancel=cancel
@@ -161,7 +163,7 @@ def run_session(
             # The jobs ran, teardown failed: their results stand, the error was reported.
             teardown_error = exc.message
     outcome = SessionOutcome(tuple(outcomes), teardown_error)
-    watch.ended()
+    watch.ended(outcome, closed=not keep_open)
     return outcome
 
 
@@ -176,7 +178,8 @@ def _fail_unstarted(
     now = clock()
     for job in jobs:
         _record_unfinished(state, job.name, now, st.FAILED, exc.message, 0.0)
-        _hooks(config, job, "on_failure", exc.message, [str(exc)])
+        failed = JobOutcome(job.name, st.FAILED, error=exc.message, hint=exc.hint)
+        _after(config, job, failed, [str(exc)])
 
 
 def _run_job(
@@ -231,8 +234,9 @@ def _run_job(
                 duration=f"{took:.1f}",
             )
             _record_unfinished(state, job.name, started_at, st.FAILED, reason, took)
-            _hooks(config, job, "on_failure", reason, list(excerpt.lines))
-            return JobOutcome(job.name, st.FAILED, duration=took, error=reason, hint=hint)
+            failed = JobOutcome(job.name, st.FAILED, duration=took, error=reason, hint=hint)
+            _after(config, job, failed, list(excerpt.lines))
+            return failed
     took = time.monotonic() - start
     emit(
         log,
@@ -256,8 +260,9 @@ def _run_job(
         duration=took,
         summary=result.summary,
     )
-    _hooks(config, job, "on_success", None, list(excerpt.lines))
-    return JobOutcome(job.name, st.SUCCESS, result.bytes_written, took)
+    done = JobOutcome(job.name, st.SUCCESS, result.bytes_written, took)
+    _after(config, job, done, list(excerpt.lines))
+    return done
 
 
 def _record(state: st.StateFile, job: str, **changes: Any) -> None:
@@ -289,5 +294,15 @@ def _record_unfinished(
     )
 
 
-def _hooks(config: Config, job: Job, kind: str, error: str | None, lines: list[str]) -> None:
-    hooks.after_job(config, job, error, lines)
+def _after(config: Config, job: Job, outcome: JobOutcome, lines: list[str]) -> None:
+    """Hooks, ping, notification and metrics once the job's result is known."""
+    error = None if outcome.result == st.SUCCESS else (outcome.error or outcome.result)
+    hooks.after_job(
+        config,
+        job,
+        error,
+        lines,
+        hint=outcome.hint,
+        took=outcome.duration,
+        written=outcome.bytes_written,
+    )
