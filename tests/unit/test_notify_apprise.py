@@ -100,3 +100,35 @@ def test_verify_failed_is_sent_and_disk_done_names_the_verification(tmp_path: Pa
         in (messages[0]["message"])
     )
     assert "What ran: img: verification failed: 1 problem(s)" in messages[1]["message"]
+
+
+def test_overdue_is_sent_once_per_episode(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from coldvault.config.model import When
+    from coldvault.monitor.overdue import OverdueWatch
+    from coldvault.service import state as st
+    from coldvault.service.due import local_now
+
+    now = local_now()
+    with http_server() as (base, got):
+        url = base.replace("http://", "json://") + "/o"
+        job = image_job(tmp_path, "img", when=When(every=timedelta(days=1)))
+        config = folder_config(tmp_path, (job,), notify=(NotifyTarget(url=url, on=("overdue",)),))
+        state = st.StateFile(config.settings.state_file)
+        state.update("img", last_success=now - timedelta(days=3), result=st.SUCCESS)
+        watch = OverdueWatch()
+        assert watch.check(config, now) == ["img"]
+        watch._next = 0.0  # the next check is due at once
+        assert watch.check(config, now) == []  # still overdue: not sent again
+        state.update("img", last_success=now, result=st.SUCCESS)
+        watch._next = 0.0
+        assert watch.check(config, now) == []
+        watch._next = 0.0
+        assert watch.check(config, now + timedelta(days=5)) == ["img"]  # a new episode
+    messages = [json.loads(r.body) for r in got]
+    assert len(messages) == 2
+    assert (
+        "the backup job img (disk default) is overdue: its last success was 3d"
+        in (messages[0]["message"])
+    )

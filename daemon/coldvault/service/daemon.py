@@ -32,6 +32,7 @@ from coldvault.disk.stack import DiskStack
 from coldvault.errors import Busy, ColdvaultError, ConfigError, DiskAbsent, TokenRejected
 from coldvault.events import Event, emit
 from coldvault.monitor.metrics import write_metrics
+from coldvault.monitor.overdue import OverdueWatch
 from coldvault.platform.hotplug import DiskWatcher, disk_watcher
 from coldvault.progress import Progress
 from coldvault.service import due
@@ -111,6 +112,7 @@ class Daemon:
         self._load = load_config
         self.config = load_config()
         self._clock = clock
+        self._overdue = OverdueWatch()
         self.stop = CancelToken()
         self.notifier = Notifier()
         self._reload = False
@@ -164,6 +166,7 @@ class Daemon:
             self._session = None
         if self._session is None and not self.stop.cancelled:
             self._maybe_start()
+        self._overdue.check(self.config, self._clock())
         self._publish()
 
     def _sleep(self) -> None:

@@ -1,0 +1,52 @@
+"""The ``overdue`` notification: sent once when a job becomes overdue by more than its
+interval (what ``coldvault status`` exits 7 for), again only after it succeeded since."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+
+from coldvault.config.model import Config
+from coldvault.errors import ColdvaultError
+from coldvault.monitor import messages
+from coldvault.monitor.apprise_notify import notify
+from coldvault.monitor.labels import disk_label
+from coldvault.monitor.metrics import write_metrics
+from coldvault.service import state as st
+from coldvault.service.due import is_overdue
+from coldvault.service.status import format_age
+
+log = logging.getLogger("coldvault.monitor.overdue")
+CHECK_SECONDS = 60.0  # the state file is read at most this often
+
+
+class OverdueWatch:
+    """Remembers which jobs were reported overdue (in this process)."""
+
+    def __init__(self) -> None:
+        self.reported: set[str] = set()
+        self._next = 0.0
+
+    def check(self, config: Config, now: datetime) -> list[str]:
+        """Notify the jobs that became overdue since the last check; return their names."""
+        if time.monotonic() < self._next:
+            return []
+        self._next = time.monotonic() + CHECK_SECONDS
+        try:
+            states = st.StateFile(config.settings.state_file).load()
+        except ColdvaultError:
+            return []  # the daemon reports a damaged state file itself
+        new = []
+        for job in config.jobs:
+            last = states.get(job.name, st.JobState()).last_success
+            if not is_overdue(job.when, last, now):
+                self.reported.discard(job.name)
+            elif job.name not in self.reported:
+                self.reported.add(job.name)
+                new.append(job.name)
+                age = format_age(now - last) if last else None
+                notify(config, messages.overdue(disk_label(config), job.name, age), job=job.name)
+        if new:
+            write_metrics(config, now)  # coldvault_job_overdue turns 1
+        return new
