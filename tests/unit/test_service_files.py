@@ -152,6 +152,73 @@ def test_unit_verifies_offline_as_install_service_writes_it(tmp_path: Path) -> N
     assert "coldvault.service:" not in checked.stdout + checked.stderr
 
 
+NETWORK_MAX_EXPOSURE = 4.0  # the unit with its network drop-in (issue 16)
+
+
+def _config_file(tmp_path: Path, settings: str) -> Path:
+    (tmp_path / "backup").mkdir(exist_ok=True)
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        f"disk: {{mount: {{point: {tmp_path}/backup, require_mount: false}}}}\n"
+        f"settings: {settings}\n"
+        "jobs: [{name: a, type: image, source: /dev/null}]\n"
+    )
+    return path
+
+
+def test_network_dropin_is_written_only_when_the_config_needs_it(tmp_path: Path) -> None:
+    require_programs("systemd-analyze")
+    quiet = _config_file(tmp_path, "{}")
+    done = run_coldvault("-c", quiet, "install-service", "--for", "systemd", "--prefix", tmp_path)
+    assert done.returncode == 0, done.stderr
+    dropin = tmp_path / "etc/systemd/system/coldvault.service.d/network.conf"
+    assert not dropin.exists()
+    assert "no network drop-in: nothing in" in done.stdout
+
+    pinging = _config_file(tmp_path, "{ping: 'https://hc-ping.com/KEY/{job}'}")
+    done = run_coldvault("-c", pinging, "install-service", "--for", "systemd", "--prefix", tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"installed: {dropin}" in done.stdout
+    unit = tmp_path / "etc/systemd/system/coldvault.service"
+    checked = verify(unit)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    # The drop-in beside the unit is read: IP is allowed, the exposure stays below 4.
+    analyzed = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", "--no-pager", str(unit)],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    assert re.search(r"✗ RestrictAddressFamilies=~AF_\(INET\|INET6\)", analyzed), analyzed
+    assert exposure(unit) < NETWORK_MAX_EXPOSURE
+    assert exposure(UNIT) < exposure(unit)  # without the drop-in: less exposed
+
+    # The Debian package installs the unit: --network-only writes the drop-in alone.
+    other = tmp_path / "deb"
+    args = ("-c", pinging, "install-service", "--network-only", "--prefix", other)
+    done = run_coldvault(*args)
+    assert done.returncode == 0, done.stderr
+    written = sorted(p.relative_to(other) for p in other.rglob("*") if p.is_file())
+    assert written == [Path("etc/systemd/system/coldvault.service.d/network.conf")]
+
+
+def test_needs_network_for_pings_and_notifications() -> None:
+    from dataclasses import replace
+
+    from tests.unit.image_env import make_job
+
+    from coldvault.config.model import Config, NotifyTarget, Settings
+    from coldvault.service.network import needs_network
+
+    job = make_job("/dev/null")
+    base = Config(path=None, jobs=(job,))
+    assert not needs_network(base)
+    assert needs_network(replace(base, jobs=(replace(job, ping="https://hc-ping.com/k"),)))
+    assert needs_network(replace(base, settings=Settings(ping="https://hc-ping.com/{job}")))
+    notify = (NotifyTarget(url="ntfys://ntfy.example.org/t"),)
+    assert needs_network(replace(base, settings=Settings(notify=notify)))
+
+
 def test_exec_start_quoting_survives_spaces_and_specifiers(tmp_path: Path) -> None:
     require_programs("systemd-analyze")
     folder = tmp_path / "my venv 100%"

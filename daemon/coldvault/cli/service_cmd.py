@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 from coldvault.errors import ColdvaultError
+from coldvault.service.network import DROPIN, DROPIN_DIR, DROPIN_NAME, needs_network
 
 UNIT_NAME = "coldvault.service"
 CATALOG_NAME = "coldvault.catalog"
@@ -101,8 +102,13 @@ def render_plist(data: bytes, command: list[str]) -> bytes:
     return plistlib.dumps(plist)
 
 
-def service_files(kind: str, prefix: Path, command: list[str]) -> list[ServiceFile]:
-    """Everything ``install-service`` writes for ``kind`` ("systemd"/"launchd") under prefix."""
+def service_files(
+    kind: str, prefix: Path, command: list[str], *, network: bool = False
+) -> list[ServiceFile]:
+    """Everything ``install-service`` writes for ``kind`` ("systemd"/"launchd") under prefix.
+
+    ``network``: the configuration needs IP, so the systemd unit gets its network drop-in.
+    """
     if kind == "launchd":
         plist = render_plist(_required_template(PLIST_NAME), command)
         return [ServiceFile(prefix / PLIST_DIR / PLIST_NAME, plist)]
@@ -111,7 +117,29 @@ def service_files(kind: str, prefix: Path, command: list[str]) -> list[ServiceFi
     catalog = template(CATALOG_NAME)
     if catalog is not None:
         files.append(ServiceFile(prefix / CATALOG_DIR / CATALOG_NAME, catalog))
+    if network:
+        dropin = prefix / UNIT_DIR / DROPIN_DIR / DROPIN_NAME
+        files.append(ServiceFile(dropin, DROPIN.encode()))
     return files
+
+
+def _network_needed(args: argparse.Namespace) -> bool:
+    """Whether the chosen configuration needs the network (False if it cannot be read)."""
+    from coldvault.cli.common import config_path
+    from coldvault.config.loader import load
+
+    path = config_path(args)
+    if not path.exists():
+        print(f"no network drop-in: {path} does not exist yet (run install-service again later)")
+        return False
+    try:
+        needed = needs_network(load(path))
+    except ColdvaultError as exc:
+        print(f"no network drop-in: {path} is not valid: {exc.message}", file=sys.stderr)
+        return False
+    if not needed:
+        print(f"no network drop-in: nothing in {path} needs the network")
+    return needed
 
 
 def _write(item: ServiceFile) -> str:
@@ -153,7 +181,10 @@ def install_service(args: argparse.Namespace) -> int:
     """Handler of ``coldvault install-service``."""
     kind: str = args.kind or _default_kind()
     prefix = Path(args.prefix)
-    files = service_files(kind, prefix, installed_command())
+    network = kind == "systemd" and _network_needed(args)
+    files = service_files(kind, prefix, installed_command(), network=network)
+    if args.network_only:  # the Debian package installs the unit; only the drop-in is ours
+        files = [f for f in files if f.path.parent.name == DROPIN_DIR]
     if args.print:
         for item in files:
             print(f"# {item.path} (mode {item.mode:o})")
@@ -183,7 +214,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "install-service",
         help="install the systemd unit (Linux) or launchd plist (macOS) for this installation",
         description="Install the service file for a pip/pipx installation, with its program "
-        "path pointing at this coldvault. The Debian package does this itself.",
+        "path pointing at this coldvault. The Debian package does this itself. When the "
+        "configuration (--config) sends pings or notifications, the systemd unit also gets "
+        "the drop-in coldvault.service.d/network.conf that allows IP.",
     )
     p.add_argument(
         "--print", action="store_true", help="show the files and their content; write nothing"
@@ -193,6 +226,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default="/",
         metavar="DIR",
         help="install under DIR instead of / (staging; no service manager is told)",
+    )
+    p.add_argument(
+        "--network-only",
+        action="store_true",
+        help="write only the network drop-in, if the configuration needs it "
+        "(for the Debian package, which installs the unit itself)",
     )
     p.add_argument(
         "--for",
