@@ -135,6 +135,7 @@ def test_catalog_and_dependencies_are_declared(installed_deb: Path) -> None:
     depends, recommends = fields.split("\n")
     for dep in ("python3-yaml", "python3-psutil", "python3-sdnotify", "python3-schedule"):
         assert dep in depends
-    for rec in ("btrfs-progs", "mdadm", "cryptsetup-bin", "lvm2"):
+    assert "python3-prometheus-client" in depends
+    for rec in ("btrfs-progs", "mdadm", "cryptsetup-bin", "lvm2", "apprise"):
         assert rec in recommends
     assert "blake3" not in depends
