@@ -1,7 +1,10 @@
-"""Every hook of a job, run in one place with one timeout, one error rule, one environment.
+"""Everything around a job, in one place: hooks, pings, notifications, metrics.
 
-The service runner calls :func:`around_job` around each job's run and
-:func:`after_job` once the result is known; the job types run no hooks.
+The service runner calls :func:`job_started` (the start ping), :func:`around_job`
+around each job's run (``before`` / ``after``), :func:`after_job` once the
+result is known (``on_*`` hooks, the end ping, the notification, the metrics)
+and wraps the session in a :class:`SessionWatch` (``disk_done``, messages for
+the session's events). The job types run no hooks. For the hooks:
 
 - timeout: every command gets ``HOOK_TIMEOUT_SECONDS``; ``before`` also ends
   at a stop request, ``after`` / ``on_*`` run to the end (they clean up);
