@@ -14,6 +14,7 @@ invalid new one is logged (CONFIG_REJECTED) and the old one kept.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import faulthandler
 import logging
 import os
@@ -22,32 +23,37 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from types import FrameType
 
 import schedule
 
-from coldvault.config.model import Config, Job
+from coldvault.config.model import Config, DiskConfig, Job
 from coldvault.disk.stack import DiskStack
-from coldvault.errors import Busy, ColdvaultError, ConfigError, DiskAbsent, TokenRejected
+from coldvault.errors import Busy, ColdvaultError, ConfigError
 from coldvault.events import Event, emit
 from coldvault.platform.hotplug import DiskWatcher, disk_watcher
 from coldvault.progress import Progress
-from coldvault.service import due
+from coldvault.service import due, policy
 from coldvault.service import state as st
 from coldvault.service.notify import Notifier
 from coldvault.service.runner import SessionOutcome, run_session
-from coldvault.service.status import RuntimeStatus, format_age
+from coldvault.service.status import RuntimeStatus
 from coldvault.system.cancel import CancelToken
 
 log = logging.getLogger("coldvault.daemon")
 
-RETRY_FAILED_AFTER = timedelta(minutes=10)  # a failed job is not retried sooner
-RETRY_REJECTED_SECONDS = 3600.0  # a rejected disk: wait for a replug, or this long
-RETRY_BUSY_SECONDS = 10.0  # another coldvault process holds the lock
 RUNNING_REFRESH_SECONDS = 1.0  # STATUS= refresh while a job runs
 STOP_EXTEND_SECONDS = 30.0  # EXTEND_TIMEOUT_USEC step while a job winds down
 STOP_EXTEND_MAX_SECONDS = 600.0  # then stop asking: systemd's stop timeout kills a hung stop
+
+
+DEFAULT_DISK = "default"
+
+
+def _disks_of(config: Config) -> list[tuple[str, DiskConfig, tuple[Job, ...]]]:
+    """Every configured disk: its name, its stack and the jobs that back up to it."""
+    return [(DEFAULT_DISK, config.disk, config.jobs)]
 
 
 class _Session(threading.Thread):
@@ -102,7 +108,7 @@ class _Session(threading.Thread):
 
 
 class Daemon:
-    """The service's state and main loop."""
+    """The service's main loop: the mechanics around :mod:`coldvault.service.policy`."""
 
     def __init__(
         self, load_config: Callable[[], Config], *, clock: Callable[[], datetime] = due.local_now
@@ -114,20 +120,31 @@ class Daemon:
         self.notifier = Notifier()
         self._reload = False
         self._session: _Session | None = None
-        self._present: bool | None = None
-        self._plugged = False  # the disk appeared since the last session started
-        self._hold_until = 0.0  # monotonic: no new session before this
-        self._rejected = False  # token rejected: wait for the disk to be replugged
-        self._skipped: set[str] = set()  # JOB_SKIPPED already logged during this absence
+        self._session_disk: str | None = None
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._next_wake = float("inf")  # seconds until the next due time
         self._scheduler = schedule.Scheduler()
         self._watcher: DiskWatcher = disk_watcher(self.config.settings.poll_seconds)
         self._runtime = RuntimeStatus(self.config.settings.runtime_dir)
         self._state = st.StateFile(self.config.settings.state_file)
-        self._stack = DiskStack(self.config.disk)  # only for is_present(): never opened here
+        self._watches: dict[str, policy.DiskWatch] = {}
+        self._stacks: dict[str, DiskStack] = {}  # only for is_present(): never opened here
+        self._set_disks()
         self._state_error: str | None = None
         self._schedule_wakeups()
+
+    def _set_disks(self) -> None:
+        """One watch and one presence probe per configured disk (kept across reloads)."""
+        old = self._watches
+        self._watches = {}
+        self._stacks = {}
+        for name, disk, jobs in _disks_of(self.config):
+            kept = old.get(name)
+            watch = policy.DiskWatch(name, jobs)
+            if kept is not None:
+                watch = dataclasses.replace(kept, jobs=jobs)
+            self._watches[name] = watch
+            self._stacks[name] = DiskStack(disk)
 
     # -- main loop -------------------------------------------------------------------
 
@@ -156,7 +173,7 @@ class Daemon:
         if self._reload:
             self._reload = False
             self._reload_config()
-        self._look_at_disk()
+        self._look_at_disks()
         if self._session is not None and not self._session.is_alive():
             self._finish_session(self._session)
             self._session = None
@@ -173,9 +190,6 @@ class Daemon:
         idle = self._scheduler.idle_seconds if self._scheduler.jobs else None
         if idle is not None:
             timeout = min(timeout, idle)
-        held = self._hold_until - time.monotonic()
-        if held > 0:
-            timeout = min(timeout, held)
         until_ping = self.notifier.seconds_to_watchdog()
         if until_ping is not None:
             timeout = min(timeout, until_ping)
@@ -196,21 +210,19 @@ class Daemon:
         with contextlib.suppress(BlockingIOError):
             os.write(self._wake_w, b"w")
 
-    # -- the disk and the jobs -------------------------------------------------------
+    # -- the disks and the jobs ------------------------------------------------------
 
-    def _look_at_disk(self) -> None:
-        present = self._stack.is_present()
-        disk = self.config.disk.device or self.config.disk.mount.point
-        if present and self._present is False:
-            emit(log, Event.DISK_APPEARED, f"backup disk {disk} appeared", device=str(disk))
-            self._plugged = True
-        elif not present and self._present:
-            emit(log, Event.DISK_ABSENT, f"backup disk {disk} went away", device=str(disk))
-        if not present:
-            # A replug gets a fresh try: new token check, no back-off from the last disk.
-            self._rejected = False
-            self._hold_until = 0.0
-        self._present = present
+    def _look_at_disks(self) -> None:
+        for name, watch in self._watches.items():
+            stack = self._stacks[name]
+            seen = policy.observe(watch, stack.is_present())
+            self._watches[name] = seen.watch
+            disk = stack.disk.device or stack.disk.mount.point
+            label = "backup disk" if name == DEFAULT_DISK else f"backup disk {name}:"
+            if seen.appeared:
+                emit(log, Event.DISK_APPEARED, f"{label} {disk} appeared", device=str(disk))
+            elif seen.went_away:
+                emit(log, Event.DISK_ABSENT, f"{label} {disk} went away", device=str(disk))
 
     def _states(self) -> dict[str, st.JobState] | None:
         """The state file's content; None (logged once per distinct error) when unreadable."""
@@ -224,114 +236,65 @@ class Daemon:
         self._state_error = None
         return states
 
+    def _state_of(self, states: dict[str, st.JobState]) -> policy.StateOf:
+        return lambda job, _disk: states.get(job, st.JobState())
+
     def _maybe_start(self) -> None:
-        now = self._clock()
         states = self._states()
         if states is None:  # never run jobs blind: we would not know what is due
             self._next_wake = self.config.settings.poll_seconds
             return
-        todo = [
-            job
-            for job in due.jobs_to_run(
-                self.config.jobs,
-                lambda name: states.get(name, st.JobState()).last_success,
-                now,
-                plugged=self._plugged,
-            )
-            # A failed job waits before its retry, unless the disk was just (re)plugged.
-            if self._plugged or not self._failed_recently(states.get(job.name), now)
-        ]
-        self._next_wake = self._seconds_to_next_due(states, now)
-        if not todo:
+        decided = policy.plan(
+            list(self._watches.values()), self._state_of(states), self._clock(), time.monotonic()
+        )
+        self._next_wake = decided.wake_in
+        for disk, job in decided.waiting:
+            self._watches[disk] = policy.waiting_logged(self._watches[disk], job)
+            where = "the backup disk" if disk == DEFAULT_DISK else f"backup disk {disk}"
+            emit(log, Event.JOB_SKIPPED, f"{job}: due, waiting for {where}", job=job)
+        if decided.disk is None:
             return
-        if not self._present:
-            for job in todo:
-                if job.name not in self._skipped:
-                    self._skipped.add(job.name)
-                    emit(
-                        log,
-                        Event.JOB_SKIPPED,
-                        f"{job.name}: due, waiting for the backup disk",
-                        job=job.name,
-                    )
-            return
-        if self._rejected or time.monotonic() < self._hold_until:
-            return
-        self._plugged = False
-        self._skipped.clear()
-        log.info("starting a disk session for %s", ", ".join(j.name for j in todo))
-        self._session = _Session(self.config, todo, self.stop, self._wake)
+        self._watches[decided.disk] = policy.started(self._watches[decided.disk])
+        log.info("starting a disk session for %s", ", ".join(j.name for j in decided.jobs))
+        self._session_disk = decided.disk
+        self._session = _Session(self.config, list(decided.jobs), self.stop, self._wake)
         self._session.start()
-
-    def _failed_recently(self, state: st.JobState | None, now: datetime) -> bool:
-        """A job that just failed waits before its retry (no tight failure loop)."""
-        if state is None or state.result != st.FAILED or state.last_attempt is None:
-            return False
-        return now - state.last_attempt < RETRY_FAILED_AFTER
-
-    def _seconds_to_next_due(self, states: dict[str, st.JobState], now: datetime) -> float:
-        times = []
-        for job in self.config.jobs:
-            state = states.get(job.name, st.JobState())
-            when = due.next_due(job.when, state.last_success, now)
-            if when is not None and when > now:
-                times.append(when)
-            if state.result == st.FAILED and state.last_attempt is not None:
-                retry = state.last_attempt + RETRY_FAILED_AFTER
-                if retry > now:
-                    times.append(retry)
-        return (min(times) - now).total_seconds() if times else float("inf")
 
     def _finish_session(self, session: _Session) -> None:
         session.join()
         err = session.error
-        if isinstance(err, TokenRejected):
-            self._rejected = True  # until the disk is unplugged, or an hour passed
-            self._hold_until = time.monotonic() + RETRY_REJECTED_SECONDS
-        elif isinstance(err, Busy):
-            log.info("%s; retrying in %.0f s", err.message, RETRY_BUSY_SECONDS)
-            self._hold_until = time.monotonic() + RETRY_BUSY_SECONDS
-        elif isinstance(err, DiskAbsent):
-            # It went away between the check and the open: look again after a poll interval.
-            self._hold_until = time.monotonic() + self.config.settings.poll_seconds
-        elif err is not None and not self.stop.cancelled:
-            # Jobs recorded the failure; do not hammer a broken disk.
-            self._hold_until = time.monotonic() + RETRY_FAILED_AFTER.total_seconds()
+        if isinstance(err, Busy):
+            log.info("%s; retrying in %.0f s", err.message, policy.RETRY_BUSY_SECONDS)
+        name = self._session_disk
+        if name is not None and name in self._watches:
+            self._watches[name] = policy.after_session(
+                self._watches[name],
+                err,
+                mono=time.monotonic(),
+                poll_seconds=self.config.settings.poll_seconds,
+                stopping=self.stop.cancelled,
+            )
+        self._session_disk = None
 
     # -- status ----------------------------------------------------------------------
 
     def _status_line(self) -> str:
         if self._session is not None:
             return self._session.describe()
-        if self._rejected:
+        watches = list(self._watches.values())
+        if any(w.rejected for w in watches):
             return "backup disk rejected (token mismatch): attach the right disk"
-        where = "disk present" if self._present else "waiting for disk"
+        where = "disk present" if self._any_present() else "waiting for disk"
         return f"{where}; {self._next_text()}"
 
+    def _any_present(self) -> bool:
+        return any(w.present for w in self._watches.values())
+
     def _next_text(self) -> str:
-        now = self._clock()
         states = self._states()
         if states is None:
             return f"state file unreadable: {self._state_error}"
-        soonest: tuple[datetime, str] | None = None
-        plug_only = []
-        for job in self.config.jobs:
-            state = states.get(job.name, st.JobState())
-            when = due.next_due(job.when, state.last_success, now)
-            if when is None:
-                if job.when.on_plug:
-                    plug_only.append(job.name)
-                continue
-            if soonest is None or when < soonest[0]:
-                soonest = (when, job.name)
-        if soonest is not None:
-            when, name = soonest
-            if when <= now:
-                return f"due: {name}"
-            return f"next: {name} in {format_age(when - now)}"
-        if plug_only:
-            return "next: " + ", ".join(plug_only) + " on plug"
-        return "no scheduled jobs"
+        return policy.next_text(list(self._watches.values()), self._state_of(states), self._clock())
 
     def _publish(self) -> None:
         line = self._status_line()
@@ -340,7 +303,7 @@ class Daemon:
         try:
             self._runtime.write(
                 line,
-                disk_present=self._present,
+                disk_present=self._any_present(),
                 progress=session.progress if session else None,
                 job=session.current if session else None,
             )
@@ -368,7 +331,7 @@ class Daemon:
             self._watcher = disk_watcher(new.settings.poll_seconds)
         self._runtime = RuntimeStatus(new.settings.runtime_dir)
         self._state = st.StateFile(new.settings.state_file)
-        self._stack = DiskStack(new.disk)
+        self._set_disks()
         self._schedule_wakeups()
         emit(log, Event.CONFIG_RELOADED, f"configuration reloaded: {len(new.jobs)} job(s)")
 
