@@ -224,10 +224,10 @@ class Daemon:
             elif seen.went_away:
                 emit(log, Event.DISK_ABSENT, f"{label} {disk} went away", device=str(disk))
 
-    def _states(self) -> dict[str, st.JobState] | None:
+    def _states(self) -> dict[str, st.DiskState] | None:
         """The state file's content; None (logged once per distinct error) when unreadable."""
         try:
-            states = self._state.load()
+            states = self._state.load_disks()
         except ColdvaultError as exc:
             if exc.message != self._state_error:
                 log.error("%s", exc)
@@ -236,8 +236,9 @@ class Daemon:
         self._state_error = None
         return states
 
-    def _state_of(self, states: dict[str, st.JobState]) -> policy.StateOf:
-        return lambda job, _disk: states.get(job, st.JobState())
+    def _state_of(self, states: dict[str, st.DiskState]) -> policy.StateOf:
+        empty = st.DiskState()
+        return lambda job, disk: states.get(disk, empty).jobs.get(job, st.JobState())
 
     def _maybe_start(self) -> None:
         states = self._states()

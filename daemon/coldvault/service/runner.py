@@ -115,7 +115,7 @@ def run_session(
     (None once they are all done). With ``verify``, the jobs whose scheduled
     verification is due are verified after every backup of the session.
     """
-    state = st.StateFile(config.settings.state_file)
+    state = st.StateFile(config.settings.state_file, config.disk_name)
     names = ", ".join(j.name for j in jobs)
     outcomes: list[JobOutcome] = []
     teardown_error: str | None = None
@@ -124,6 +124,7 @@ def run_session(
             with disk_session(
                 config, wait_disk=wait_disk, wait_lock=wait_lock, keep_open=keep_open, cancel=cancel
             ) as _root:
+                _record_seen(state, clock)
                 for job in jobs:
                     if cancel.cancelled:
                         break
@@ -252,6 +253,14 @@ def _run_job(
     )
     _hooks(config, job, "on_success", None, list(excerpt.lines))
     return JobOutcome(job.name, st.SUCCESS, result.bytes_written, took)
+
+
+def _record_seen(state: st.StateFile, clock: Callable[[], datetime]) -> None:
+    """The disk's token was accepted: remember when this disk was last seen."""
+    try:
+        state.seen(clock())
+    except ColdvaultError as exc:
+        log.error("disk %s: when it was seen not recorded: %s", state.disk, exc)
 
 
 def _record(state: st.StateFile, job: str, **changes: Any) -> None:

@@ -274,7 +274,7 @@ def build_report(config: Config, now: datetime | None = None) -> Report:
     now = now or due.local_now()
     state_error = None
     try:
-        states = StateFile(config.settings.state_file).load()
+        states = StateFile(config.settings.state_file, config.disk_name).load()
     except ColdvaultError as exc:  # damaged or unreadable: say so, show what is known
         state_error, states = str(exc), {}
     live = RuntimeStatus.read(config.settings.runtime_dir)
