@@ -135,3 +135,12 @@ def test_another_disks_token_file_is_not_a_job_folder(tmp_path: Path) -> None:
         + "jobs:\n  - {name: x, type: image, source: /dev/sda2, target: id}\n"
     )
     assert "which is or holds the disk's token file 'id/tok'" in error(text, tmp_path)
+
+
+def test_validate_summary_names_each_disk_and_the_warnings(tmp_path: Path) -> None:
+    from coldvault.cli.config_cmd import summary
+
+    text = summary(load(TWO + JOBS, tmp_path), "c.yaml")
+    assert "\ndisk home: folder /media/a" in text or "\ndisk home: mount /media/a" in text
+    assert "\ndisk office: " in text
+    assert "\nwarning: disk office has a token but no LUKS layer" in text

@@ -11,7 +11,6 @@ in :mod:`.folders`. Every problem becomes one line
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import fields, replace
 from pathlib import Path
@@ -50,7 +49,6 @@ from coldvault.config.yamlnodes import (
 )
 
 T = TypeVar("T")
-log = logging.getLogger("coldvault.config")
 
 
 # -- the generic builder --------------------------------------------------------
@@ -313,9 +311,7 @@ def load_text(text: str, source_name: str, base_dir: Path) -> Config:
     if reader.problems:
         raise reader.problems.error()
     path = None if source_name == "<stdin>" else Path(source_name)
-    warnings = disk_warnings(disks)
-    for line in warnings:
-        log.warning("%s: %s", source_name, line)
+    warnings = disk_warnings(disks)  # shown by `config validate`, logged by the daemon
     return Config(
         path=path,
         disk=disks[0].config,

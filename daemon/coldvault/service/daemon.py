@@ -28,7 +28,7 @@ from types import FrameType
 
 import schedule
 
-from coldvault.config.model import Config, DiskConfig, Job
+from coldvault.config.model import DEFAULT_DISK, Config, DiskConfig, Job
 from coldvault.disk.stack import DiskStack
 from coldvault.errors import Busy, ColdvaultError, ConfigError
 from coldvault.events import Event, emit
@@ -48,12 +48,9 @@ STOP_EXTEND_SECONDS = 30.0  # EXTEND_TIMEOUT_USEC step while a job winds down
 STOP_EXTEND_MAX_SECONDS = 600.0  # then stop asking: systemd's stop timeout kills a hung stop
 
 
-DEFAULT_DISK = "default"
-
-
 def _disks_of(config: Config) -> list[tuple[str, DiskConfig, tuple[Job, ...]]]:
     """Every configured disk: its name, its stack and the jobs that back up to it."""
-    return [(DEFAULT_DISK, config.disk, config.jobs)]
+    return [(d.name, d.config, config.jobs_on(d.name)) for d in config.disks]
 
 
 class _Session(threading.Thread):
@@ -104,7 +101,10 @@ class _Session(threading.Thread):
             return f"{self.current}: starting"
         if self.jobs_done:
             return "closing the backup disk"
-        return "opening the backup disk for " + ", ".join(j.name for j in self.jobs)
+        disk = "the backup disk"
+        if self.config.disk_name != DEFAULT_DISK:
+            disk = f"backup disk {self.config.disk_name}"
+        return f"opening {disk} for " + ", ".join(j.name for j in self.jobs)
 
 
 class Daemon:
@@ -157,6 +157,7 @@ class Daemon:
                 f"coldvault daemon started: {len(self.config.jobs)} job(s), "
                 f"watching the disk by {self._watcher.description}",
             )
+            self._warn_config()
             self._turn()
             self.notifier.ready(self._status_line())
             try:
@@ -256,9 +257,11 @@ class Daemon:
         if decided.disk is None:
             return
         self._watches[decided.disk] = policy.started(self._watches[decided.disk])
-        log.info("starting a disk session for %s", ", ".join(j.name for j in decided.jobs))
+        names = ", ".join(j.name for j in decided.jobs)
+        log.info("starting a disk session on %s for %s", decided.disk, names)
         self._session_disk = decided.disk
-        self._session = _Session(self.config, list(decided.jobs), self.stop, self._wake)
+        config = self.config.for_disk(decided.disk)
+        self._session = _Session(config, list(decided.jobs), self.stop, self._wake)
         self._session.start()
 
     def _finish_session(self, session: _Session) -> None:
@@ -335,6 +338,11 @@ class Daemon:
         self._set_disks()
         self._schedule_wakeups()
         emit(log, Event.CONFIG_RELOADED, f"configuration reloaded: {len(new.jobs)} job(s)")
+        self._warn_config()
+
+    def _warn_config(self) -> None:
+        for line in self.config.warnings:
+            log.warning("%s", line)
 
     def _schedule_wakeups(self) -> None:
         """Wall-clock wake-ups for ``at`` times (the due rule decides what runs)."""

@@ -1,0 +1,106 @@
+"""The real daemon with two plain-folder disks in rotation: each disk gets its own backups."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.integration.daemon_env import DaemonEnv, completed_snapshots, daemon_env, image_job
+from tests.integration.rotation_env import folder_disk, write_config
+
+MiB = 1 << 20
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[DaemonEnv]:
+    with daemon_env(tmp_path) as e:
+        yield e
+
+
+def disk_jobs(env: DaemonEnv, disk: str) -> dict[str, dict[str, object]]:
+    raw = json.loads(env.state.read_text())
+    if disk == "default":
+        jobs: dict[str, dict[str, object]] = raw["jobs"]
+        return jobs
+    return raw.get("disks", {}).get(disk, {}).get("jobs", {})
+
+
+def succeeded(env: DaemonEnv, disk: str, job: str) -> int:
+    """How many snapshots the job has on the disk (0 before its first success)."""
+    if not env.state.exists() or disk_jobs(env, disk).get(job, {}).get("result") != "success":
+        return 0
+    return 1
+
+
+def test_two_disks_in_turn_each_get_their_due_jobs(env: DaemonEnv) -> None:
+    src = env.tmp / "source.img"
+    src.write_bytes(os.urandom(2 * MiB))
+    home, office = folder_disk(env.tmp, "home"), folder_disk(env.tmp, "office")
+    jobs = [image_job("root", src), image_job("photos", src, disks=["office"], target="photos")]
+    write_config(env.config, env.tmp, [home, office], jobs)
+    env.start()
+    env.notify.wait_for(lambda m: "READY=1" in m)
+
+    home.plug()
+    env.wait_until("root on home", lambda: succeeded(env, "home", "root") > 0)
+    assert len(completed_snapshots(home.root / "root")) == 1
+    assert not (home.root / "photos").exists()  # photos only goes to office
+    assert succeeded(env, "office", "root") == 0  # office is away: nothing ran there
+    home.unplug()
+    env.wait_until("home unplugged", lambda: "went away" in env.log_text())
+
+    office.plug()
+    env.wait_until("photos on office", lambda: succeeded(env, "office", "photos") > 0)
+    env.wait_until("root on office", lambda: succeeded(env, "office", "root") > 0)
+    assert len(completed_snapshots(office.root / "root")) == 1
+    assert len(completed_snapshots(office.root / "photos")) == 1
+    # root was due on office although it succeeded on home an instant before.
+    assert len(completed_snapshots(home.root / "root")) == 1
+
+    # Both present: nothing is due any more on either; no second session on home.
+    home.plug()
+    env.notify.wait_for(lambda m: "STATUS=disk present; next: " in m)
+    assert len(completed_snapshots(home.root / "root")) == 1
+    assert env.stop() == 0
+    log = env.log_text()
+    assert "starting a disk session on home for root" in log
+    assert "starting a disk session on office for root, photos" in log
+    assert "Traceback" not in log
+
+
+def test_disks_present_at_once_are_served_one_after_the_other(env: DaemonEnv) -> None:
+    src = env.tmp / "source.img"
+    src.write_bytes(os.urandom(MiB))
+    disks = [folder_disk(env.tmp, n) for n in ("a", "b")]
+    for d in disks:
+        d.plug()
+    write_config(env.config, env.tmp, disks, [image_job("root", src)])
+    env.start()
+    env.wait_until("root on a and b", lambda: all(succeeded(env, d.name, "root") for d in disks))
+    assert env.stop() == 0
+    log = env.log_text().splitlines()
+    starts = [i for i, ln in enumerate(log) if "starting a disk session" in ln]
+    ends = [i for i, ln in enumerate(log) if "verification finished" in ln]
+    assert len(starts) == 2
+    assert [ln.split(" on ")[1].split()[0] for ln in (log[i] for i in starts)] == ["a", "b"]
+    # The second session started after the first one had done all its work.
+    assert starts[0] < ends[0] < starts[1] < ends[1], "\n".join(log)
+
+
+def test_wrong_token_on_one_disk_does_not_hold_the_other(env: DaemonEnv) -> None:
+    src = env.tmp / "source.img"
+    src.write_bytes(os.urandom(MiB))
+    good, bad = folder_disk(env.tmp, "good"), folder_disk(env.tmp, "bad")
+    (bad.root / ".token").write_bytes(b"another disk")  # rejected
+    write_config(env.config, env.tmp, [bad, good], [image_job("root", src)])
+    bad.plug()
+    good.plug()
+    env.start()
+    env.wait_until("root on good", lambda: succeeded(env, "good", "root") > 0)
+    assert env.stop() == 0
+    assert not (bad.root / "root").exists()  # nothing written to the rejected disk
+    state = disk_jobs(env, "bad")["root"]
+    assert state["result"] == "failed"
