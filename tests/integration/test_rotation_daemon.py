@@ -104,3 +104,34 @@ def test_wrong_token_on_one_disk_does_not_hold_the_other(env: DaemonEnv) -> None
     assert not (bad.root / "root").exists()  # nothing written to the rejected disk
     state = disk_jobs(env, "bad")["root"]
     assert state["result"] == "failed"
+
+
+def test_long_absent_disk_is_logged_and_shown_by_status(env: DaemonEnv) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from coldvault.service.state import StateFile
+
+    src = env.tmp / "source.img"
+    src.write_bytes(os.urandom(MiB))
+    home, office = folder_disk(env.tmp, "home"), folder_disk(env.tmp, "office")
+    write_config(env.config, env.tmp, [home, office], [image_job("root", src)])
+    StateFile(env.state, "office").seen(datetime.now(UTC) - timedelta(days=41, hours=1))
+    home.plug()
+    env.start()
+    env.wait_until("root on home", lambda: succeeded(env, "home", "root") > 0)
+    env.wait_until(
+        "absent event", lambda: "backup disk office: last seen 41 days ago" in env.log_text()
+    )
+    text = env.cli("status")
+    assert text.returncode == 0, text.stdout + text.stderr  # root is fresh on home
+    assert "WARNING: office: last seen 41 days ago" in text.stdout
+    assert "disk home: present" in text.stdout and "disk office: absent" in text.stdout
+    assert (
+        "  on home: last success" in text.stdout
+        and "  on office: last success never" in text.stdout
+    )
+    data = env.status_json()
+    assert {d["name"]: d["absent_days"] for d in data["disks"]} == {"home": None, "office": 41}
+    assert [d["result"] for d in data["jobs"][0]["disks"]] == ["success", None]
+    assert env.stop() == 0
+    assert env.log_text().count("last seen 41 days ago") == 1  # once per absence

@@ -131,6 +131,7 @@ class Daemon:
         self._stacks: dict[str, DiskStack] = {}  # only for is_present(): never opened here
         self._set_disks()
         self._state_error: str | None = None
+        self._absent_warned: set[str] = set()  # DISK_LONG_ABSENT logged during this absence
         self._schedule_wakeups()
 
     def _set_disks(self) -> None:
@@ -246,8 +247,10 @@ class Daemon:
         if states is None:  # never run jobs blind: we would not know what is due
             self._next_wake = self.config.settings.poll_seconds
             return
+        now = self._clock()
+        self._warn_absent(states, now)
         decided = policy.plan(
-            list(self._watches.values()), self._state_of(states), self._clock(), time.monotonic()
+            list(self._watches.values()), self._state_of(states), now, time.monotonic()
         )
         self._next_wake = decided.wake_in
         for disk, job in decided.waiting:
@@ -263,6 +266,25 @@ class Daemon:
         config = self.config.for_disk(decided.disk)
         self._session = _Session(config, list(decided.jobs), self.stop, self._wake)
         self._session.start()
+
+    def _warn_absent(self, states: dict[str, st.DiskState], now: datetime) -> None:
+        """One DISK_LONG_ABSENT per disk and absence longer than settings.disk_absent_warning."""
+        limit = self.config.settings.disk_absent_warning
+        for name, watch in self._watches.items():
+            seen = states.get(name, st.DiskState()).last_seen
+            away = due.absent_too_long(seen, bool(watch.present), now, limit)
+            if away is None:
+                self._absent_warned.discard(name)
+            elif name not in self._absent_warned:
+                self._absent_warned.add(name)
+                emit(
+                    log,
+                    Event.DISK_LONG_ABSENT,
+                    f"backup disk {name}: last seen {away.days} days ago",
+                    level=logging.WARNING,
+                    disk=name,
+                    days=away.days,
+                )
 
     def _finish_session(self, session: _Session) -> None:
         session.join()
