@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+from tests.conftest import ROOT
 
 
 @dataclass(frozen=True)
@@ -73,3 +77,39 @@ def restore_disk(disk: FolderDisk, copy: Path) -> None:
     """Put an older copy of the disk back in its place (the disk went back in time)."""
     shutil.rmtree(disk.root)
     shutil.copytree(copy, disk.root, symlinks=True)
+
+
+def _image_job(name: str, source: Path, **extra: Any) -> dict[str, Any]:
+    job = {"name": name, "type": "image", "source": str(source), "part_size": "1M"}
+    return {**job, "block_size": "64k", "every": "1d", **extra}
+
+
+class Env:
+    """Two plain-folder disks, home and office, a config and the real CLI."""
+
+    def __init__(self, tmp: Path, *, with_photos: bool = False, **root: Any) -> None:
+        self.tmp = tmp
+        self.config = tmp / "config.yaml"
+        self.source = tmp / "source.img"
+        self.source.write_bytes(os.urandom(1 << 20))
+        self.home, self.office = folder_disk(tmp, "home"), folder_disk(tmp, "office")
+        jobs = [_image_job("root", self.source, **root)]
+        if with_photos:
+            jobs.append(_image_job("photos", self.source, target="p", disks=["office"]))
+        write_config(self.config, tmp, [self.home, self.office], jobs)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "daemon")}
+        return subprocess.run(
+            [sys.executable, "-m", "coldvault", "--config", str(self.config), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    def state(self, disk: str) -> dict[str, dict[str, object]]:
+        raw = json.loads((self.tmp / "state.json").read_text())
+        jobs: dict[str, dict[str, object]] = raw["disks"][disk].get("jobs", {})
+        return jobs

@@ -3,49 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from tests.conftest import ROOT
-from tests.integration.daemon_env import completed_snapshots, image_job
-from tests.integration.rotation_env import FolderDisk, folder_disk, write_config
+from tests.integration.daemon_env import completed_snapshots
+from tests.integration.rotation_env import Env, FolderDisk
 
 MiB = 1 << 20
 
 
-class Env:
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.config = tmp / "config.yaml"
-        src = tmp / "source.img"
-        src.write_bytes(os.urandom(MiB))
-        self.home, self.office = folder_disk(tmp, "home"), folder_disk(tmp, "office")
-        jobs = [image_job("root", src), image_job("photos", src, target="p", disks=["office"])]
-        write_config(self.config, tmp, [self.home, self.office], jobs)
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "daemon")}
-        return subprocess.run(
-            [sys.executable, "-m", "coldvault", "--config", str(self.config), *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-
-    def state(self, disk: str) -> dict[str, dict[str, object]]:
-        raw = json.loads((self.tmp / "state.json").read_text())
-        jobs: dict[str, dict[str, object]] = raw["disks"][disk].get("jobs", {})
-        return jobs
-
-
 @pytest.fixture
 def env(tmp_path: Path) -> Env:
-    return Env(tmp_path)
+    return Env(tmp_path, with_photos=True)
 
 
 def snapshots(disk: FolderDisk, folder: str) -> int:

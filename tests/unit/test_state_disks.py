@@ -63,6 +63,13 @@ def test_saving_one_disk_keeps_the_others(tmp_path: Path) -> None:
         ({"home": {"jobs": {"a": {"bytes_read": -1}}}}, "disks.home.jobs.a.bytes_read"),
         ({"home": {"jobs": []}}, "disks.home.jobs"),
         ("home", "disks"),
+        ({"home": {"marks": {"root": {"../x": "ab"}}}}, "disks.home.marks.root.../x"),
+        ({"home": {"marks": {"root": {"/etc": "ab"}}}}, "disks.home.marks.root./etc"),
+        ({"home": {"marks": {"root": {"snap": 5}}}}, "disks.home.marks.root.snap"),
+        ({"home": {"marks": {"root": []}}}, "disks.home.marks.root"),
+        ({"home": {"marks": {"root": {"s": "x" * 2000}}}}, "disks.home.marks.root"),
+        ({"home": {"rolled_back": "yes"}}, "disks.home.rolled_back"),
+        ({"home": {"rolled_back": [1]}}, "disks.home.rolled_back[0]"),
     ],
 )
 def test_hostile_disk_entries_are_named(tmp_path: Path, disks: object, field: str) -> None:
@@ -70,4 +77,17 @@ def test_hostile_disk_entries_are_named(tmp_path: Path, disks: object, field: st
     path.write_text(json.dumps({"version": 2, "jobs": {}, "disks": disks}))
     with pytest.raises(StateDamaged) as info:
         StateFile(path, "home").load()
-    assert f"{field}:" in info.value.message
+    assert f"damaged: {field}:" in info.value.message
+
+
+def test_marks_and_findings_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    store = StateFile(path, "office")
+    store.set_marks("root", {"snapshot-2026-11-23-030012": "ab" * 32})
+    store.set_marks("home", {"home/home.20261123T030012": "0f1e2d3c-aaaa-bbbb-cccc-0123456789ab"})
+    store.change_disk(rolled_back=("root: snapshot-x is missing",))
+    disk = StateFile(path, "office").disk_state()
+    assert disk.marks["root"] == {"snapshot-2026-11-23-030012": "ab" * 32}
+    assert set(disk.marks) == {"root", "home"}
+    assert disk.rolled_back == ("root: snapshot-x is missing",)
+    assert StateFile(path, "home").disk_state().marks == {}

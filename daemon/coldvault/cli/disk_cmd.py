@@ -87,6 +87,17 @@ def register(sub: SubParsers) -> None:
     s.add_argument("--json", action="store_true", help="machine-readable output")
     add_disk_option(s)
     s.set_defaults(func=cmd_disk_status)
+    a = group.add_parser(
+        "accept",
+        help="accept a disk that went back in time: retention runs on it again",
+        description="When a disk comes back without the newest backup coldvault wrote to it "
+        "(restored from an old clone, swapped with a copy, rolled back), coldvault keeps "
+        "backing up to it but deletes nothing there. After checking the disk, accept it as "
+        "it is: the findings and what coldvault remembered of the disk are forgotten, and "
+        "the next backup to it is remembered afresh. The disk need not be attached.",
+    )
+    a.add_argument("name", metavar="NAME", help="the disk's name (default for a disk: mapping)")
+    a.set_defaults(func=cmd_disk_accept)
     for name in DISK_SUBCOMMAND_MODULES:
         importlib.import_module(name).register_disk(group)
 
@@ -198,4 +209,26 @@ def cmd_disk_status(args: argparse.Namespace) -> int:
         print(line)
     if health is not None:
         print(f"  array health: {health.summary()}")
+    return EXIT_OK
+
+
+def cmd_disk_accept(args: argparse.Namespace) -> int:
+    """Clear a disk's went-back-in-time findings; retention runs on it again."""
+    from coldvault.errors import UsageError
+    from coldvault.service import rollback
+    from coldvault.service.lock import hold_lock
+    from coldvault.service.state import StateFile
+
+    config = load_config(args)
+    if args.name not in config.disk_names:
+        raise UsageError(
+            f"no disk named {args.name!r} in {config.path}",
+            hint=f"disks configured: {', '.join(config.disk_names)}",
+        )
+    with hold_lock(config.settings.lock_file, wait=0):
+        cleared = rollback.accept(StateFile(config.settings.state_file, args.name))
+    if cleared:
+        print(f"disk {args.name} accepted as it is; cleared: " + "; ".join(cleared))
+    else:
+        print(f"disk {args.name} accepted as it is (nothing was reported against it)")
     return EXIT_OK

@@ -29,7 +29,9 @@ from coldvault.errors import (
 )
 from coldvault.events import Event, emit
 from coldvault.jobs import runner_for
+from coldvault.jobs.base import RunContext
 from coldvault.progress import ProgressCallback
+from coldvault.service import rollback
 from coldvault.service import state as st
 from coldvault.service.due import local_now
 from coldvault.service.hooks import run_hooks
@@ -125,11 +127,13 @@ def run_session(
                 config, wait_disk=wait_disk, wait_lock=wait_lock, keep_open=keep_open, cancel=cancel
             ) as _root:
                 _record_seen(state, clock)
+                retention = rollback.check(config, state)  # a disk gone back in time
                 for job in jobs:
                     if cancel.cancelled:
                         break
                     on_job(job)
-                    outcomes.append(_run_job(config, job, state, cancel, progress, clock))
+                    context = rollback.context_for(config, job, state, retention)
+                    outcomes.append(_run_job(config, job, state, cancel, progress, clock, context))
                 if verify and not cancel.cancelled:
                     verify_due_jobs(
                         config, state, cancel=cancel, progress=progress, on_job=on_job, clock=clock
@@ -183,6 +187,7 @@ def _run_job(
     cancel: CancelToken,
     progress: ProgressCallback,
     clock: Callable[[], datetime],
+    context: RunContext | None = None,
 ) -> JobOutcome:
     """Run one job; every outcome is logged, recorded and hooked, none is raised."""
     started_at = clock()
@@ -190,7 +195,7 @@ def _run_job(
     emit(log, Event.JOB_STARTED, f"{job.name}: backup started", job=job.name, type=job.type)
     with _capture_log() as excerpt:
         try:
-            result = runner_for(job).run(config.job_dir(job), progress, cancel)
+            result = runner_for(job, context).run(config.job_dir(job), progress, cancel)
         except Cancelled as exc:
             took = time.monotonic() - start
             emit(
@@ -251,6 +256,7 @@ def _run_job(
         duration=took,
         summary=result.summary,
     )
+    rollback.remember(config, job, state)
     _hooks(config, job, "on_success", None, list(excerpt.lines))
     return JobOutcome(job.name, st.SUCCESS, result.bytes_written, took)
 

@@ -32,6 +32,7 @@ from coldvault.system.files import atomic_write
 STATE_VERSION = 2  # 2: per-disk states under `disks` (1 is read as disk `default`)
 MAX_STATE_BYTES = 64 * 1024 * 1024  # far beyond any real state file; larger is not ours
 MAX_PROBLEMS_KEPT = 100  # problem lines kept per verification (the count is exact)
+MAX_MARK = 1024  # a snapshot mark's key or fingerprint: a name, a hash, a uuid
 
 # JobState.result values.
 SUCCESS = "success"
@@ -212,10 +213,19 @@ class DiskState:
 
     jobs: dict[str, JobState] = field(default_factory=dict)
     last_seen: datetime | None = None  # the last time its token was accepted
+    # Per job, the newest backup written to the disk: {key: fingerprint} (jobs.marks).
+    marks: dict[str, dict[str, str]] = field(default_factory=dict)
+    # What was missing or different when the disk came back (empty: none). While set,
+    # retention deletes nothing on the disk; `coldvault disk accept` clears it.
+    rolled_back: tuple[str, ...] = ()
 
     def extra_json(self) -> dict[str, Any]:
         """The disk's own fields (its jobs are written by the caller)."""
-        return {"last_seen": _iso(self.last_seen)}
+        return {
+            "last_seen": _iso(self.last_seen),
+            "marks": {j: dict(sorted(m.items())) for j, m in sorted(self.marks.items())},
+            "rolled_back": [clip(line) for line in self.rolled_back],
+        }
 
 
 def parse_state(raw: bytes, path: Path) -> dict[str, DiskState]:
@@ -257,7 +267,30 @@ def _disks(top: Fields) -> dict[str, DiskState]:
         _disk_name(f, name)
         own = f.nested("jobs")
         found = _jobs(own) if own is not None and name != DEFAULT_DISK else out[DEFAULT_DISK].jobs
-        out[name] = DiskState(found, last_seen=f.time("last_seen"))
+        out[name] = DiskState(
+            found,
+            last_seen=f.time("last_seen"),
+            marks=_marks(f.nested("marks")),
+            rolled_back=f.texts("rolled_back"),
+        )
+    return out
+
+
+def _marks(f: Fields | None) -> dict[str, dict[str, str]]:
+    """Per job ``{key: fingerprint}``: short strings, keys paths below the job folder."""
+    if f is None:
+        return {}
+    out: dict[str, dict[str, str]] = {}
+    for job, entry in f.data.items():
+        marks = Fields(entry, f"{f.where}.{job}")
+        found: dict[str, str] = {}
+        for key in marks.data:
+            value = marks.text(key)
+            if value is None or len(value) > MAX_MARK or len(key) > MAX_MARK:
+                raise FieldError(f"{marks.where}", f"{key[:60]!r} is not a snapshot mark")
+            _relative(marks, key, key)
+            found[key] = value
+        out[job] = found
     return out
 
 
@@ -347,9 +380,24 @@ class StateFile:
 
     def seen(self, when: datetime) -> None:
         """Record that this disk was attached (its token accepted) at ``when``."""
+        self.change_disk(last_seen=when)
+
+    def disk_state(self) -> DiskState:
+        """This disk's state (empty when nothing is known of it)."""
+        return self.load_disks().get(self.disk, DiskState())
+
+    def change_disk(self, **changes: Any) -> DiskState:
+        """Re-read the file, change this disk's own fields, write it back atomically."""
         disks = self.load_disks()
-        disks[self.disk] = replace(disks.get(self.disk, DiskState()), last_seen=when)
+        new = replace(disks.get(self.disk, DiskState()), **changes)
+        disks[self.disk] = new
         self.save_disks(disks)
+        return new
+
+    def set_marks(self, job: str, marks: dict[str, str]) -> None:
+        """Remember the newest backup of ``job`` on this disk."""
+        current = self.disk_state()
+        self.change_disk(marks={**current.marks, job: dict(marks)})
 
     def save_disks(self, disks: dict[str, DiskState]) -> None:
         """Write every disk's state atomically."""

@@ -159,6 +159,7 @@ class DiskReport:
     present: bool
     last_seen: datetime | None
     absent_for: timedelta | None  # set when absent longer than settings.disk_absent_warning
+    rolled_back: tuple[str, ...] = ()  # the disk went back in time: what was found
 
     @property
     def warning(self) -> str | None:
@@ -176,7 +177,18 @@ class DiskReport:
             "last_seen": self.last_seen.isoformat(timespec="seconds") if self.last_seen else None,
             "absent_days": self.absent_for.days if self.absent_for is not None else None,
             "warning": self.warning,
+            "rolled_back": list(self.rolled_back),
         }
+
+    @property
+    def rollback_text(self) -> str | None:
+        """The status line of a disk that went back in time."""
+        if not self.rolled_back:
+            return None
+        return (
+            f"disk {self.name} went back in time: {'; '.join(self.rolled_back)}; "
+            f"retention deletes nothing on it until `coldvault disk accept {self.name}`"
+        )
 
 
 @dataclass(frozen=True)
@@ -300,11 +312,17 @@ class Report:
         return any(j.verify is not None and j.verify.result == VERIFY_PROBLEMS for j in self.jobs)
 
     @property
+    def rolled_back(self) -> bool:
+        """Whether a disk went back in time and was not accepted yet."""
+        return any(d.rolled_back for d in self.disks)
+
+    @property
     def exit_code(self) -> int:
-        """1: state file damaged; 6: a verification found problems; 7: overdue; else 0."""
+        """1: state file damaged; 6: verify found problems or a disk went back in time;
+        7: overdue; else 0."""
         if self.state_error is not None:
             return EXIT_FAILURE
-        if self.verify_problems:
+        if self.verify_problems or self.rolled_back:
             return EXIT_CORRUPT
         return EXIT_OVERDUE if self.overdue else EXIT_OK
 
@@ -316,6 +334,7 @@ class Report:
             "state_error": self.state_error,
             "overdue": self.overdue,
             "verify_problems": self.verify_problems,
+            "rolled_back": self.rolled_back,
             "exit_code": self.exit_code,
             "jobs": [j.to_json() for j in self.jobs],
             "disks": [d.to_json() for d in self.disks],
@@ -402,6 +421,7 @@ def _disk_report(
         present=present,
         last_seen=state.last_seen,
         absent_for=due.absent_too_long(state.last_seen, present, now, limit),
+        rolled_back=state.rolled_back,
     )
 
 
@@ -420,6 +440,7 @@ def render_text(report: Report, now: datetime | None = None) -> str:
     else:
         lines.append(f"disk: {'present' if report.disk_present else 'absent'} ({report.disk})")
     lines += [f"WARNING: {d.warning}" for d in report.disks if d.warning]
+    lines += [f"WARNING: {d.rollback_text}" for d in report.disks if d.rollback_text]
     if report.state_error is not None:
         lines.append(f"STATE FILE: {report.state_error}")
         lines.append("  the daemon runs no job until it is fixed; last results are unknown")
