@@ -89,4 +89,19 @@ def cmd_list(args: argparse.Namespace) -> int:
     job = _job(config, args.job)
     with disk_session(config, wait_disk=args.wait, wait_lock=args.wait_lock):
         print(runner_for(job).list(config.job_dir(job)))
+    if len(config.disks) > 1:
+        print(f"disks (this is {config.disk_name}; the others as this host remembers them):")
+        print("\n".join(f"  {line}" for line in _disk_notes(config, job)))
     return EXIT_OK
+
+
+def _disk_notes(config: Config, job: Job) -> list[str]:
+    from coldvault.errors import ColdvaultError
+    from coldvault.service import rollback
+    from coldvault.service.state import StateFile
+
+    try:
+        disks = StateFile(config.settings.state_file).load_disks()
+    except ColdvaultError as exc:
+        return [f"state file unreadable: {exc.message}"]
+    return rollback.disk_notes(config, job, disks)

@@ -97,6 +97,31 @@ def context_for(config: Config, job: Job, state: st.StateFile, disk_retention: b
     return RunContext(disk_retention=disk_retention, keep_on_source=frozenset(keep))
 
 
+def disk_notes(config: Config, job: Job, disks: dict[str, st.DiskState]) -> list[str]:
+    """For ``coldvault list``: the newest backup of ``job`` each of its disks holds.
+
+    As the host remembers it (the disks that are away cannot be read); for btrfs
+    jobs these snapshots are why source retention keeps more than it says.
+    """
+    from coldvault.config.model import BtrfsJob
+
+    lines = []
+    for name in config.disks_of(job):
+        known = disks.get(name, st.DiskState())
+        seen = f"last seen {known.last_seen:%Y-%m-%d %H:%M}" if known.last_seen else "never seen"
+        held = sorted(known.marks.get(job.name, {}))
+        if not held:
+            lines.append(f"disk {name} ({seen}): no backup of {job.name} remembered")
+        for key in held:
+            why = ""
+            if isinstance(job, BtrfsJob) and name != config.disk_name:
+                why = "; kept on the source as that disk's next parent"
+            lines.append(f"disk {name} ({seen}): newest {key}{why}")
+        if known.rolled_back:
+            lines.append(f"disk {name}: went back in time, retention paused (disk accept {name})")
+    return lines
+
+
 def accept(state: st.StateFile) -> tuple[str, ...]:
     """The user accepts the disk as it is: forget the findings and the remembered backups."""
     known = state.disk_state()
