@@ -245,7 +245,9 @@ def test_schema_keys_with_plausible_values_load(folder: Path, config: dict[str, 
 
 
 @FAST
-@given(tree=values, top=st.dictionaries(st.sampled_from(["disk", "settings", "jobs"]), values))
+@given(
+    tree=values, top=st.dictionaries(st.sampled_from(["disk", "disks", "settings", "jobs"]), values)
+)
 def test_random_yaml_trees(folder: Path, tree: Any, top: dict[str, Any]) -> None:
     check(folder, dump(tree))
     check(folder, dump(top))

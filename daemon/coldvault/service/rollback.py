@@ -77,9 +77,16 @@ def _short(fingerprint: str) -> str:
 
 
 def remember(config: Config, job: Job, state: st.StateFile) -> None:
-    """After a backup: remember the job's newest backup on this disk (failures logged)."""
+    """After a job's attempt: remember its newest backup on this disk (failures logged).
+
+    Also after a failed or stopped attempt: it may have rewritten what it wrote
+    before (``snapshots: 0``), and the host remembers what it last left there.
+    Nothing readable (the disk went away mid-job): what was remembered stays.
+    """
     try:
-        state.set_marks(job.name, marks.newest(job, config.job_dir(job)))
+        newest = marks.newest(job, config.job_dir(job))
+        if newest:
+            state.set_marks(job.name, newest)
     except ColdvaultError as exc:
         log.error("%s: newest backup on disk %s not remembered: %s", job.name, state.disk, exc)
 

@@ -134,6 +134,7 @@ def run_session(
                     on_job(job)
                     context = rollback.context_for(config, job, state, retention)
                     outcomes.append(_run_job(config, job, state, cancel, progress, clock, context))
+                    rollback.remember(config, job, state)  # what the disk holds now
                 if verify and not cancel.cancelled:
                     verify_due_jobs(
                         config, state, cancel=cancel, progress=progress, on_job=on_job, clock=clock
@@ -256,7 +257,6 @@ def _run_job(
         duration=took,
         summary=result.summary,
     )
-    rollback.remember(config, job, state)
     _hooks(config, job, "on_success", None, list(excerpt.lines))
     return JobOutcome(job.name, st.SUCCESS, result.bytes_written, took)
 
