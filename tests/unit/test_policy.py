@@ -131,6 +131,7 @@ def test_plan_does_not_open_a_rejected_disk() -> None:
     watch = present("a", DAILY, rejected=True, hold_until=3600.0)
     decided = policy.plan([watch], states({}), NOW, mono=10.0)
     assert decided.disk is None and decided.waiting == ()
+    assert decided.wake_in == 3590.0  # looks again when the hold ends
 
 
 def test_plan_waits_for_a_hold_and_wakes_at_its_end() -> None:

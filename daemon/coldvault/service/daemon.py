@@ -307,11 +307,14 @@ class Daemon:
     def _status_line(self) -> str:
         if self._session is not None:
             return self._session.describe()
-        watches = list(self._watches.values())
-        if any(w.rejected for w in watches):
+        rejected = [w.name for w in self._watches.values() if w.rejected]
+        if rejected and len(self._watches) == 1:
             return "backup disk rejected (token mismatch): attach the right disk"
         where = "disk present" if self._any_present() else "waiting for disk"
-        return f"{where}; {self._next_text()}"
+        line = f"{where}; {self._next_text()}"
+        if rejected:  # several disks: the others are still served
+            line += f"; disk {', '.join(rejected)} rejected (token mismatch)"
+        return line
 
     def _any_present(self) -> bool:
         return any(w.present for w in self._watches.values())

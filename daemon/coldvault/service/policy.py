@@ -146,7 +146,7 @@ def plan(watches: Sequence[DiskWatch], state_of: StateOf, now: datetime, mono: f
             continue
         if not watch.present:
             waiting += [(watch.name, j.name) for j in jobs if j.name not in watch.skipped]
-        elif watch.present and not watch.rejected and mono < watch.hold_until:
+        elif mono < watch.hold_until:  # held (a rejected disk: until replug or its hold ends)
             wake = min(wake, watch.hold_until - mono)
         elif start is None and can_open(watch, mono):
             start = (watch.name, jobs)
