@@ -85,6 +85,7 @@ GOOD: dict[str, list[Any]] = {
     "size": ["1M", 512, "4k", "100M", "1G"],
     "count": [0, 1, 3, 30],
     "boolean": [True, False],
+    "disk_names": [["default"], "default"],
     "duration": ["1d", "30s", "1h30m", "1w"],
     "duration_or_never": ["never", "30d", "12h"],
     "times": [["03:00"], "23:59", ["00:00", "12:30"]],
@@ -250,7 +251,9 @@ def test_schema_keys_with_plausible_values_load(folder: Path, config: dict[str, 
 
 
 @FAST
-@given(tree=values, top=st.dictionaries(st.sampled_from(["disk", "settings", "jobs"]), values))
+@given(
+    tree=values, top=st.dictionaries(st.sampled_from(["disk", "disks", "settings", "jobs"]), values)
+)
 def test_random_yaml_trees(folder: Path, tree: Any, top: dict[str, Any]) -> None:
     check(folder, dump(tree))
     check(folder, dump(top))

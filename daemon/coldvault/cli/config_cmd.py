@@ -61,7 +61,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def summary(config: Config, name: str) -> str:
     """A few lines saying what the configuration means."""
-    lines = [f"{name}: valid, {len(config.jobs)} job(s)", f"disk: {_disk(config.disk)}"]
+    lines = [f"{name}: valid, {len(config.jobs)} job(s)"]
+    if len(config.disks) == 1:
+        lines.append(f"disk: {_disk(config.disk)}")
+    else:
+        lines.extend(f"disk {d.name}: {_disk(d.config)}" for d in config.disks)
+    lines.extend(f"warning: {w}" for w in config.warnings)
     lines.extend(f"job {_job(config, job)}" for job in config.jobs)
     lines.extend(monitoring_lines(config))
     return "\n".join(lines)

@@ -13,7 +13,7 @@ import importlib
 import json
 from typing import TypeAlias
 
-from coldvault.cli.common import load_config
+from coldvault.cli.common import add_disk_option, choose_disk, load_config
 from coldvault.errors import EXIT_OK, ConfigError
 
 # Modules whose ``register_disk(group)`` adds subcommands to ``coldvault disk``.
@@ -48,6 +48,7 @@ def register(sub: SubParsers) -> None:
         "later closes only what this command opened.",
     )
     p.add_argument("--wait", type=float, default=0, metavar="S", help="wait S seconds for the disk")
+    add_disk_option(p)
     p.set_defaults(func=cmd_open)
 
     p = sub.add_parser(
@@ -57,6 +58,7 @@ def register(sub: SubParsers) -> None:
         "in that order. Closes what `coldvault open` recorded; without such a record every "
         "configured layer that is open. A second call does nothing.",
     )
+    add_disk_option(p)
     p.set_defaults(func=cmd_close)
 
     p = sub.add_parser(
@@ -77,12 +79,25 @@ def register(sub: SubParsers) -> None:
     )
     t.add_argument("--force", action="store_true", help="replace an existing token")
     t.add_argument("--wait", type=float, default=0, metavar="S", help="wait S seconds for the disk")
+    add_disk_option(t)
     t.set_defaults(func=cmd_token_init)
 
     group = disk_group(sub)
     s = group.add_parser("status", help="which layers are present and open, array health, space")
     s.add_argument("--json", action="store_true", help="machine-readable output")
+    add_disk_option(s)
     s.set_defaults(func=cmd_disk_status)
+    a = group.add_parser(
+        "accept",
+        help="accept a disk that went back in time: retention runs on it again",
+        description="When a disk comes back without the newest backup coldvault wrote to it "
+        "(restored from an old clone, swapped with a copy, rolled back), coldvault keeps "
+        "backing up to it but deletes nothing there. After checking the disk, accept it as "
+        "it is: the findings and what coldvault remembered of the disk are forgotten, and "
+        "the next backup to it is remembered afresh. The disk need not be attached.",
+    )
+    a.add_argument("name", metavar="NAME", help="the disk's name (default for a disk: mapping)")
+    a.set_defaults(func=cmd_disk_accept)
     for name in DISK_SUBCOMMAND_MODULES:
         importlib.import_module(name).register_disk(group)
 
@@ -93,7 +108,7 @@ def cmd_open(args: argparse.Namespace) -> int:
     from coldvault.disk.stack import DiskStack
     from coldvault.service.lock import hold_lock
 
-    config = load_config(args)
+    config = choose_disk(load_config(args), args)
     with hold_lock(config.settings.lock_file, wait=0):
         stack = DiskStack(config.disk)
         stack.wait(args.wait)
@@ -113,7 +128,7 @@ def cmd_close(args: argparse.Namespace) -> int:
     from coldvault.disk.stack import DiskStack
     from coldvault.service.lock import hold_lock
 
-    config = load_config(args)
+    config = choose_disk(load_config(args), args)
     with hold_lock(config.settings.lock_file, wait=0):
         stack = DiskStack(config.disk)
         recorded = record.load(config.settings.runtime_dir)
@@ -138,7 +153,7 @@ def cmd_token_init(args: argparse.Namespace) -> int:
     from coldvault.disk.stack import DiskStack
     from coldvault.service.lock import hold_lock
 
-    config = load_config(args)
+    config = choose_disk(load_config(args), args)
     if config.disk.token is None:
         raise ConfigError(
             f"no disk.token is configured in {config.path}",
@@ -162,7 +177,7 @@ def cmd_disk_status(args: argparse.Namespace) -> int:
     from coldvault.disk.stack import DiskStack
     from coldvault.progress import human_bytes
 
-    config = load_config(args)
+    config = choose_disk(load_config(args), args)
     stack = DiskStack(config.disk)
     layers = stack.status()
     health: ArrayHealth | None = stack.array_health()
@@ -194,4 +209,26 @@ def cmd_disk_status(args: argparse.Namespace) -> int:
         print(line)
     if health is not None:
         print(f"  array health: {health.summary()}")
+    return EXIT_OK
+
+
+def cmd_disk_accept(args: argparse.Namespace) -> int:
+    """Clear a disk's went-back-in-time findings; retention runs on it again."""
+    from coldvault.errors import UsageError
+    from coldvault.service import rollback
+    from coldvault.service.lock import hold_lock
+    from coldvault.service.state import StateFile
+
+    config = load_config(args)
+    if args.name not in config.disk_names:
+        raise UsageError(
+            f"no disk named {args.name!r} in {config.path}",
+            hint=f"disks configured: {', '.join(config.disk_names)}",
+        )
+    with hold_lock(config.settings.lock_file, wait=0):
+        cleared = rollback.accept(StateFile(config.settings.state_file, args.name))
+    if cleared:
+        print(f"disk {args.name} accepted as it is; cleared: " + "; ".join(cleared))
+    else:
+        print(f"disk {args.name} accepted as it is (nothing was reported against it)")
     return EXIT_OK

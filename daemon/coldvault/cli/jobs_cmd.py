@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from coldvault.cli.common import jobs_named, load_config
+from coldvault.cli.common import add_disk_option, choose_disk, jobs_named, load_config
 from coldvault.cli.progress_bar import end_open_line, progress_printer
 from coldvault.config.model import Config, Job
 from coldvault.errors import EXIT_CORRUPT, EXIT_OK
@@ -43,6 +43,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _session_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wait", type=float, default=0, metavar="S", help="wait S seconds for the disk")
     p.add_argument("--wait-lock", type=float, default=0, metavar="S", help="wait S seconds if busy")
+    add_disk_option(p)
 
 
 def _job(config: Config, name: str) -> Job:
@@ -51,7 +52,7 @@ def _job(config: Config, name: str) -> Job:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     """Restore one snapshot."""
-    config = load_config(args)
+    config = choose_disk(load_config(args), args)
     job = _job(config, args.job)
     request = RestoreRequest(args.snapshot, args.dest, args.start_part, args.skip_zeros)
     cancel = CancelToken()
@@ -64,7 +65,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Verify stored data; exit 6 when anything is corrupt or missing."""
-    config = load_config(args)
+    config = choose_disk(load_config(args), args)
     job = _job(config, args.job)
     cancel = CancelToken()
     with disk_session(config, wait_disk=args.wait, wait_lock=args.wait_lock, cancel=cancel):
@@ -84,8 +85,23 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     """Print the job's snapshots."""
-    config = load_config(args)
+    config = choose_disk(load_config(args), args)
     job = _job(config, args.job)
     with disk_session(config, wait_disk=args.wait, wait_lock=args.wait_lock):
         print(runner_for(job).list(config.job_dir(job)))
+    if len(config.disks) > 1:
+        print(f"disks (this is {config.disk_name}; the others as this host remembers them):")
+        print("\n".join(f"  {line}" for line in _disk_notes(config, job)))
     return EXIT_OK
+
+
+def _disk_notes(config: Config, job: Job) -> list[str]:
+    from coldvault.errors import ColdvaultError
+    from coldvault.service import rollback
+    from coldvault.service.state import StateFile
+
+    try:
+        disks = StateFile(config.settings.state_file).load_disks()
+    except ColdvaultError as exc:
+        return [f"state file unreadable: {exc.message}"]
+    return rollback.disk_notes(config, job, disks)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from coldvault.cli.common import jobs_named, load_config
+from coldvault.cli.common import add_disk_option, choose_disk, jobs_named, load_config
 from coldvault.config.model import Config, ImageJob
 from coldvault.errors import EXIT_OK, ColdvaultError, JobError
 
@@ -38,6 +38,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="expose only the image file, DIR/JOB.img (for a VM, kpartx or fsck -n)",
     )
+    add_disk_option(p)
     p.set_defaults(func=cmd_mount)
 
     p = sub.add_parser(
@@ -49,11 +50,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "command again once they are gone.",
     )
     p.add_argument("dir", metavar="DIR", type=Path, help="where `coldvault mount` mounted")
+    add_disk_option(p)
     p.set_defaults(func=cmd_umount)
 
 
 def _image_job(args: argparse.Namespace) -> tuple[Config, ImageJob]:
-    config = load_config(args)
+    config = choose_disk(load_config(args), args)
     [job] = jobs_named(config, [args.job])
     if not isinstance(job, ImageJob):
         raise JobError(
@@ -104,7 +106,7 @@ def cmd_umount(args: argparse.Namespace) -> int:
     from coldvault.mount import record
     from coldvault.mount.teardown import teardown
 
-    config = load_config(args)
+    config = choose_disk(load_config(args), args)
     target = args.dir.resolve()
     rec = record.load(config.settings.runtime_dir, target)
     if rec is None:

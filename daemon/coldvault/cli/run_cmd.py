@@ -8,10 +8,10 @@ import signal
 from collections.abc import Iterator
 from types import FrameType
 
-from coldvault.cli.common import jobs_named, load_config
+from coldvault.cli.common import add_disk_option, choose_disk, jobs_named, load_config
 from coldvault.cli.progress_bar import end_open_line, progress_printer
 from coldvault.config.model import Config, Job
-from coldvault.errors import EXIT_CANCELLED, EXIT_FAILURE, EXIT_OK, ConfigError
+from coldvault.errors import EXIT_CANCELLED, EXIT_FAILURE, EXIT_OK, ConfigError, UsageError
 from coldvault.system.cancel import CancelToken
 
 
@@ -35,6 +35,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="S",
         help="wait S seconds if the disk is busy (default: fail at once)",
     )
+    add_disk_option(p)
     p.set_defaults(func=cmd_run)
 
 
@@ -43,8 +44,15 @@ def select_jobs(config: Config, names: list[str]) -> list[Job]:
     if not names:
         if not config.jobs:
             raise ConfigError(f"no jobs are defined in {config.path}", hint="add one under jobs:")
-        return list(config.jobs)
-    return jobs_named(config, names)
+        return list(config.jobs_on(config.disk_name))
+    chosen = jobs_named(config, names)
+    elsewhere = [j.name for j in chosen if config.disk_name not in config.disks_of(j)]
+    if elsewhere:
+        raise UsageError(
+            f"job {elsewhere[0]!r} does not back up to disk {config.disk_name!r}",
+            hint=f"its disks: {', '.join(config.disks_of(jobs_named(config, elsewhere)[0]))}",
+        )
+    return chosen
 
 
 @contextlib.contextmanager
@@ -66,7 +74,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run jobs now; exit 1 if any failed, 130 if stopped."""
     from coldvault.service.runner import run_session
 
-    config = load_config(args)
+    config = choose_disk(load_config(args), args)
     jobs = select_jobs(config, args.jobs)
     cancel = CancelToken()
     show = progress_printer()

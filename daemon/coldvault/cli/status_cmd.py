@@ -14,7 +14,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "status",
         help="per job: last success, result, next due; the daemon's live progress",
         description="Exit status: 0 all well; 6 when the last scheduled verification of "
-        "any job found corrupt, missing or unreadable data; 7 when any job is overdue by "
+        "any job found corrupt, missing or unreadable data, or when a backup disk went back "
+        "in time (until `coldvault disk accept NAME`); 7 when any job is overdue by "
         "more than its interval (a scheduled job that never succeeded counts as overdue); "
         "6 wins when both apply (damaged backups need a person, a late one only the disk); "
         "1 when the state file is damaged or unreadable (the daemon then holds every job).",

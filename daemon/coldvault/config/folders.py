@@ -6,6 +6,7 @@ folder inside another's (``a/snapshot-inprogress``) would lose its backups.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from yaml.nodes import Node, SequenceNode
@@ -45,12 +46,12 @@ class JobFolders:
     inside another's folder would lose its backups to it.
     """
 
-    def __init__(self, reader: Reader, disk: DiskConfig) -> None:
+    def __init__(self, reader: Reader, disks: Sequence[DiskConfig]) -> None:
         self.reader = reader
         self.owner: dict[tuple[str, ...], str] = {}  # a job folder -> its job
         self.above: dict[tuple[str, ...], str] = {}  # every folder above one -> a job
-        token = disk.token.file if disk.token is not None else TokenConfig.file
-        self.reserved = {Path(name).parts for name in {token, TokenConfig.file}}
+        tokens = {d.token.file for d in disks if d.token is not None} | {TokenConfig.file}
+        self.reserved = {Path(name).parts for name in tokens}
 
     def claim(self, job: Job, item: Node, path: str) -> bool:
         """Record ``job``'s folder; False (and a problem) when it overlaps another."""

@@ -19,12 +19,14 @@ from typing import Any, TypeVar
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from coldvault.config.converters import MAX_WORK, Reader
+from coldvault.config.disks import disk_warnings, read_disks
 from coldvault.config.folders import JobFolders, distinct_source_names
 from coldvault.config.model import (
     JOB_CLASSES,
     JOB_TYPES,
     BtrfsJob,
     Config,
+    Disk,
     DiskConfig,
     ImageJob,
     Job,
@@ -96,6 +98,8 @@ def converter(reader: Reader, spec: Key) -> Callable[[Node, str], Any]:
         return reader.choice(spec.choices)
     if spec.convert == "size" and spec.limit is not None:
         return reader.size_up_to(spec.limit)
+    if spec.convert == "disks":  # read with disk: in view, by config.disks.read_disks
+        return lambda node, path: ()
     simple: dict[str, Callable[[Node, str], Any]] = {
         "absolute_path": reader.absolute_path,
         "apprise_url": reader.apprise_url,
@@ -103,6 +107,7 @@ def converter(reader: Reader, spec: Key) -> Callable[[Node, str], Any]:
         "ping_url": reader.ping_url,
         "absolute_paths": reader.list_of(reader.absolute_path),
         "boolean": reader.boolean,
+        "disk_names": reader.list_of(reader.name),
         "count": reader.integer,
         "duration": reader.duration,
         "duration_or_never": reader.duration_or_never,
@@ -224,7 +229,7 @@ def _raw_name(node: Node) -> str | None:
     return None
 
 
-def _jobs(reader: Reader, sec: Section, disk: DiskConfig) -> tuple[Job, ...]:
+def _jobs(reader: Reader, sec: Section, disks: tuple[Disk, ...]) -> tuple[Job, ...]:
     node = sec.value("jobs")
     if node is None:
         at = sec.items["jobs"][1] if "jobs" in sec.items else sec.node
@@ -237,7 +242,7 @@ def _jobs(reader: Reader, sec: Section, disk: DiskConfig) -> tuple[Job, ...]:
         return ()
     jobs: list[Job] = []
     names: dict[str, int] = {}
-    folders = JobFolders(reader, disk)
+    folders = JobFolders(reader, [d.config for d in disks])
     for i, item in enumerate(node.value):
         reader.spend(item)
         path = f"jobs[{i}]"
@@ -252,9 +257,34 @@ def _jobs(reader: Reader, sec: Section, disk: DiskConfig) -> tuple[Job, ...]:
             continue
         if name is not None:
             names[name] = i
-        if job is not None and folders.claim(job, item, f"{path}.target"):
+        if job is None or not _known_disks(reader, job, item, path, disks):
+            continue
+        if folders.claim(job, item, f"{path}.target"):
             jobs.append(job)
     return tuple(jobs)
+
+
+def _known_disks(reader: Reader, job: Job, item: Node, path: str, disks: tuple[Disk, ...]) -> bool:
+    """A job's ``disks:`` names configured disks only."""
+    names = [d.name for d in disks]
+    unknown = [n for n in job.disks if n not in names]
+    if not unknown:
+        return True
+    at = _value_of(item, "disks") or item
+    reader.problem(
+        at,
+        f"{path}.disks",
+        f"found {unknown[0]!r}, expected the name of a configured disk: {', '.join(names)}",
+    )
+    return False
+
+
+def _value_of(node: Node, key: str) -> Node | None:
+    if isinstance(node, MappingNode):
+        for k, v in node.value:
+            if isinstance(k, ScalarNode) and k.value == key and isinstance(v, Node):
+                return v
+    return None
 
 
 # -- entry points ---------------------------------------------------------------
@@ -286,8 +316,9 @@ def load_text(text: str, source_name: str, base_dir: Path) -> Config:
         top = Section(reader, root, "")
         top.check_unknown(yaml_keys(Config))
         disk = top.get("disk", lambda n, p: _section(reader, DiskConfig, n, p), DiskConfig())
+        disks = read_disks(reader, top, disk, lambda sec: _build(reader, DiskConfig, sec))
         settings = top.get("settings", lambda n, p: _section(reader, Settings, n, p), Settings())
-        jobs = _jobs(reader, top, disk)
+        jobs = _jobs(reader, top, disks)
     except TooMuchWork as exc:
         reader.problems.add(
             where(exc.node),
@@ -301,7 +332,16 @@ def load_text(text: str, source_name: str, base_dir: Path) -> Config:
     if reader.problems:
         raise reader.problems.error()
     path = None if source_name == "<stdin>" else Path(source_name)
-    return Config(path=path, disk=disk, jobs=jobs, settings=settings)
+    warnings = disk_warnings(disks)  # shown by `config validate`, logged by the daemon
+    return Config(
+        path=path,
+        disk=disks[0].config,
+        disks=disks,
+        jobs=jobs,
+        settings=settings,
+        disk_name=disks[0].name,
+        warnings=warnings,
+    )
 
 
 def load(path: Path | str) -> Config:

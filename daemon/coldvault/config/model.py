@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
-from dataclasses import MISSING, Field, dataclass, field, fields
+from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ DEFAULT_LOCK_FILE = Path("/run/coldvault/lock")
 DEFAULT_NAME = "backup"  # the design's name for the disk's partition, VG and file system
 DEFAULT_KEY_FILE = Path("/etc/coldvault/backup.key")
 DEFAULT_HASH_FILE = Path("/etc/coldvault/token.sha512")
+DEFAULT_DISK = "default"  # the name of the one disk of a `disk:` mapping
 
 MAX_BLOCK_SIZE = 64 * MiB  # one block is held in memory per read
 MAX_PART_SIZE = 64 * GiB
@@ -178,6 +179,7 @@ _TARGET_HELP = "folder under the backup root (default: the job name)"
 _WHEN_HELP = "when the job is due: every, at, on_plug"
 _HOOKS_HELP = "commands around the job: before, after, on_success, on_failure"
 _VERIFY_HELP = "this job's own verification schedule (null: settings.verify)"
+_DISKS_HELP = "names of the disks this job backs up to (default: every disk)"
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,7 @@ class ImageJob:
     )
     allow_mounted: bool = key("boolean", "image a mounted file system (read-only only)", False)
     hash: str = key("choice", "part checksums", "blake3", choices=HASHES)
+    disks: tuple[str, ...] = key("disk_names", _DISKS_HELP, ())
     when: When = key("section", _WHEN_HELP, factory=When, section=When, flat=yaml_keys(When))
     hooks: Hooks = key("section", _HOOKS_HELP, factory=Hooks, section=Hooks, flat=HOOK_KEYS)
     verify: VerifySchedule | None = key("section", _VERIFY_HELP, None, section=VerifySchedule)
@@ -234,6 +237,7 @@ class BtrfsJob:
     compressed_data: bool = key(
         "boolean", "send compressed extents as they are (btrfs send --compressed-data)", False
     )
+    disks: tuple[str, ...] = key("disk_names", _DISKS_HELP, ())
     when: When = key("section", _WHEN_HELP, factory=When, section=When, flat=yaml_keys(When))
     hooks: Hooks = key("section", _HOOKS_HELP, factory=Hooks, section=Hooks, flat=HOOK_KEYS)
     verify: VerifySchedule | None = key("section", _VERIFY_HELP, None, section=VerifySchedule)
@@ -369,6 +373,19 @@ class Settings:
         "Prometheus metrics written here (node-exporter's textfile collector folder)",
         None,
     )
+    disk_absent_warning: timedelta | None = key(
+        "duration_or_never",
+        "warn when a disk was not seen for this long (never: no warning)",
+        timedelta(days=30),
+    )
+
+
+@dataclass(frozen=True)
+class Disk:
+    """One backup disk: its name (the name the user and the state file know it by) and stack."""
+
+    name: str
+    config: DiskConfig
 
 
 @dataclass(frozen=True)
@@ -376,9 +393,49 @@ class Config:
     """A whole validated configuration file."""
 
     path: Path | None
-    disk: DiskConfig = key("section", "the backup disk", factory=DiskConfig, section=DiskConfig)
+    disk: DiskConfig = key(
+        "section",
+        "the backup disk (one disk, named default)",
+        factory=DiskConfig,
+        section=DiskConfig,
+    )
+    disks: tuple[Disk, ...] = key(
+        "disks", "several backup disks in rotation: each a disk mapping plus name", ()
+    )
     jobs: tuple[Job, ...] = key("jobs", "the backup jobs", ())
     settings: Settings = key("section", "the daemon's settings", factory=Settings, section=Settings)
+    # Not keys: which disk ``disk`` is (see for_disk), and what validation warned about.
+    disk_name: str = DEFAULT_DISK
+    warnings: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # A Config built without ``disks`` (tests, demo) has its one disk: ``disk``.
+        if not self.disks:
+            object.__setattr__(self, "disks", (Disk(DEFAULT_DISK, self.disk),))
+
+    @property
+    def disk_names(self) -> tuple[str, ...]:
+        """The configured disks' names, in configuration order."""
+        return tuple(d.name for d in self.disks)
+
+    def for_disk(self, name: str) -> Config:
+        """This configuration with ``disk`` (and ``backup_root``) being the disk ``name``.
+
+        ``config.disk`` is always one disk: the only one, else the first one until
+        a caller chose with this method. Raises KeyError for an unknown name.
+        """
+        for d in self.disks:
+            if d.name == name:
+                return replace(self, disk=d.config, disk_name=name)
+        raise KeyError(name)
+
+    def jobs_on(self, disk: str) -> tuple[Job, ...]:
+        """The jobs that back up to the disk ``disk`` (a job without ``disks:`` uses all)."""
+        return tuple(j for j in self.jobs if not j.disks or disk in j.disks)
+
+    def disks_of(self, job: Job) -> tuple[str, ...]:
+        """The names of the disks ``job`` backs up to, in configuration order."""
+        return tuple(n for n in self.disk_names if not job.disks or n in job.disks)
 
     @property
     def backup_root(self) -> Path:

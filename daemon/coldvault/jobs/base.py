@@ -23,6 +23,17 @@ class JobResult:
 
 
 @dataclass(frozen=True)
+class RunContext:
+    """What the service knows beyond the job, for a backup to one of several disks."""
+
+    # False: delete nothing on the backup disk (it went back in time; see service.rollback).
+    disk_retention: bool = True
+    # btrfs: ``SOURCE/SNAPSHOT`` the other disks hold as their newest: their next parent,
+    # kept on the source whatever source_retention says.
+    keep_on_source: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class RestoreRequest:
     """What ``coldvault restore`` asked for (some options apply to one job type only)."""
 

@@ -1,17 +1,14 @@
 """The ``disk`` label of metrics and messages, from one place.
 
-Today a configuration has one disk, labelled ``default``; named disks (several
-disks in rotation) return their own name here.
+A configuration with ``disk:`` has one disk named ``default``; with ``disks:``
+each has its own name, and a session's configuration names the disk it serves.
 """
 
 from __future__ import annotations
 
 from coldvault.config.model import Config
 
-DEFAULT_DISK = "default"
-
 
 def disk_label(config: Config) -> str:
     """The name of the configured backup disk, as metrics and messages show it."""
-    del config  # one disk per configuration for now
-    return DEFAULT_DISK
+    return config.disk_name

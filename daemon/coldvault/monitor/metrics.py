@@ -11,15 +11,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from datetime import datetime
-from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
 from coldvault.config.model import Config
 from coldvault.errors import ColdvaultError, describe_os_error
 from coldvault.events import Event, emit
-from coldvault.monitor.labels import disk_label
 from coldvault.service import state as st
 from coldvault.service.due import is_overdue
 from coldvault.system.files import atomic_write
@@ -39,9 +36,8 @@ def write_metrics(config: Config, now: datetime, *, disk_seen: datetime | None =
     if path is None:
         return
     try:
-        states = st.StateFile(config.settings.state_file).load()
-        seen = disk_seen.timestamp() if disk_seen else _previous(path, DISK_SEEN)
-        atomic_write(path, render(config, states, now, seen))
+        disks = st.StateFile(config.settings.state_file).load_disks()
+        atomic_write(path, render(config, disks, now, disk_seen))
     except (ColdvaultError, OSError) as exc:
         reason = exc.message if isinstance(exc, ColdvaultError) else describe_os_error(exc).message
         emit(
@@ -56,11 +52,14 @@ def write_metrics(config: Config, now: datetime, *, disk_seen: datetime | None =
 
 
 def render(
-    config: Config, states: dict[str, st.JobState], now: datetime, disk_seen: float | None
+    config: Config, disks: dict[str, st.DiskState], now: datetime, disk_seen: datetime | None
 ) -> bytes:
-    """The exposition text for ``config``'s jobs."""
+    """The exposition text for ``config``'s jobs on each of its disks.
+
+    ``disk_seen``: the session's disk (``config.disk_name``) was open then; the
+    other disks' last-seen times come from the state file.
+    """
     reg = CollectorRegistry()
-    disk = disk_label(config)
 
     def gauge(name: str, doc: str, labels: Iterable[str] = JOB) -> Gauge:
         return Gauge(name, doc, list(labels), registry=reg)
@@ -77,38 +76,26 @@ def render(
     )
     problems = gauge("coldvault_verify_problems", "Problems found by the last verification.")
     seen = gauge(DISK_SEEN, "Last time the backup disk was open.", ("disk",))
-    for job in config.jobs:
-        s = states.get(job.name, st.JobState())
-        labels = (job.name, disk)
-        if s.last_success is not None:
-            success.labels(*labels).set(s.last_success.timestamp())
-        if s.last_attempt is not None:
-            attempt.labels(*labels).set(s.last_attempt.timestamp())
-            result.labels(*labels).set(1 if s.result == st.SUCCESS else 0)
-            written.labels(*labels).set(s.bytes_written)
-            read.labels(*labels).set(s.bytes_read)
-        if s.duration is not None:
-            duration.labels(*labels).set(s.duration)
-        overdue.labels(*labels).set(1 if is_overdue(job.when, s.last_success, now) else 0)
-        if s.verify.result == st.VERIFY_OK and s.verify.last_finished is not None:
-            verified.labels(*labels).set(s.verify.last_finished.timestamp())
-        problems.labels(*labels).set(s.verify.problem_count)
-    if disk_seen is not None:
-        seen.labels(disk).set(disk_seen)
+    for disk in config.disk_names:
+        found = disks.get(disk, st.DiskState())
+        for job in config.jobs_on(disk):
+            s = found.jobs.get(job.name, st.JobState())
+            labels = (job.name, disk)
+            if s.last_success is not None:
+                success.labels(*labels).set(s.last_success.timestamp())
+            if s.last_attempt is not None:
+                attempt.labels(*labels).set(s.last_attempt.timestamp())
+                result.labels(*labels).set(1 if s.result == st.SUCCESS else 0)
+                written.labels(*labels).set(s.bytes_written)
+                read.labels(*labels).set(s.bytes_read)
+            if s.duration is not None:
+                duration.labels(*labels).set(s.duration)
+            overdue.labels(*labels).set(1 if is_overdue(job.when, s.last_success, now) else 0)
+            if s.verify.result == st.VERIFY_OK and s.verify.last_finished is not None:
+                verified.labels(*labels).set(s.verify.last_finished.timestamp())
+            problems.labels(*labels).set(s.verify.problem_count)
+        last = disk_seen if disk_seen is not None and disk == config.disk_name else None
+        last = last or found.last_seen
+        if last is not None:
+            seen.labels(disk).set(last.timestamp())
     return generate_latest(reg)
-
-
-def _previous(path: Path, name: str) -> float | None:
-    """A sample of the file written before (None if absent or unreadable)."""
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError):
-        return None
-    try:
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == name:
-                    return float(sample.value)
-    except ValueError:
-        return None
-    return None

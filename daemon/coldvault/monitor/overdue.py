@@ -7,11 +7,10 @@ import logging
 import time
 from datetime import datetime
 
-from coldvault.config.model import Config
+from coldvault.config.model import Config, Job
 from coldvault.errors import ColdvaultError
 from coldvault.monitor import messages
 from coldvault.monitor.apprise_notify import notify
-from coldvault.monitor.labels import disk_label
 from coldvault.monitor.metrics import write_metrics
 from coldvault.service import state as st
 from coldvault.service.due import is_overdue
@@ -34,19 +33,33 @@ class OverdueWatch:
             return []
         self._next = time.monotonic() + CHECK_SECONDS
         try:
-            states = st.StateFile(config.settings.state_file).load()
+            disks = st.StateFile(config.settings.state_file).load_disks()
         except ColdvaultError:
             return []  # the daemon reports a damaged state file itself
         new = []
         for job in config.jobs:
-            last = states.get(job.name, st.JobState()).last_success
+            last = _newest_success(config, job, disks)  # overdue only on every disk
             if not is_overdue(job.when, last, now):
                 self.reported.discard(job.name)
             elif job.name not in self.reported:
                 self.reported.add(job.name)
                 new.append(job.name)
                 age = format_age(now - last) if last else None
-                notify(config, messages.overdue(disk_label(config), job.name, age), job=job.name)
+                notify(
+                    config,
+                    messages.overdue(", ".join(config.disks_of(job)), job.name, age),
+                    job=job.name,
+                )
         if new:
             write_metrics(config, now)  # coldvault_job_overdue turns 1
         return new
+
+
+def _newest_success(config: Config, job: Job, disks: dict[str, st.DiskState]) -> datetime | None:
+    """The job's newest success on any of its disks."""
+    found = [
+        s.last_success
+        for name in config.disks_of(job)
+        if (s := disks.get(name, st.DiskState()).jobs.get(job.name)) and s.last_success
+    ]
+    return max(found, default=None)

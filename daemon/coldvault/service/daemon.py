@@ -14,6 +14,7 @@ invalid new one is logged (CONFIG_REJECTED) and the old one kept.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import faulthandler
 import logging
 import os
@@ -22,34 +23,36 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from types import FrameType
 
 import schedule
 
-from coldvault.config.model import Config, Job
+from coldvault.config.model import DEFAULT_DISK, Config, DiskConfig, Job
 from coldvault.disk.stack import DiskStack
-from coldvault.errors import Busy, ColdvaultError, ConfigError, DiskAbsent, TokenRejected
+from coldvault.errors import Busy, ColdvaultError, ConfigError
 from coldvault.events import Event, emit
 from coldvault.monitor.metrics import write_metrics
 from coldvault.monitor.overdue import OverdueWatch
 from coldvault.platform.hotplug import DiskWatcher, disk_watcher
 from coldvault.progress import Progress
-from coldvault.service import due
+from coldvault.service import due, policy
 from coldvault.service import state as st
 from coldvault.service.notify import Notifier
 from coldvault.service.runner import SessionOutcome, run_session
-from coldvault.service.status import RuntimeStatus, format_age
+from coldvault.service.status import RuntimeStatus
 from coldvault.system.cancel import CancelToken
 
 log = logging.getLogger("coldvault.daemon")
 
-RETRY_FAILED_AFTER = timedelta(minutes=10)  # a failed job is not retried sooner
-RETRY_REJECTED_SECONDS = 3600.0  # a rejected disk: wait for a replug, or this long
-RETRY_BUSY_SECONDS = 10.0  # another coldvault process holds the lock
 RUNNING_REFRESH_SECONDS = 1.0  # STATUS= refresh while a job runs
 STOP_EXTEND_SECONDS = 30.0  # EXTEND_TIMEOUT_USEC step while a job winds down
 STOP_EXTEND_MAX_SECONDS = 600.0  # then stop asking: systemd's stop timeout kills a hung stop
+
+
+def _disks_of(config: Config) -> list[tuple[str, DiskConfig, tuple[Job, ...]]]:
+    """Every configured disk: its name, its stack and the jobs that back up to it."""
+    return [(d.name, d.config, config.jobs_on(d.name)) for d in config.disks]
 
 
 class _Session(threading.Thread):
@@ -100,11 +103,14 @@ class _Session(threading.Thread):
             return f"{self.current}: starting"
         if self.jobs_done:
             return "closing the backup disk"
-        return "opening the backup disk for " + ", ".join(j.name for j in self.jobs)
+        disk = "the backup disk"
+        if self.config.disk_name != DEFAULT_DISK:
+            disk = f"backup disk {self.config.disk_name}"
+        return f"opening {disk} for " + ", ".join(j.name for j in self.jobs)
 
 
 class Daemon:
-    """The service's state and main loop."""
+    """The service's main loop: the mechanics around :mod:`coldvault.service.policy`."""
 
     def __init__(
         self, load_config: Callable[[], Config], *, clock: Callable[[], datetime] = due.local_now
@@ -117,20 +123,32 @@ class Daemon:
         self.notifier = Notifier()
         self._reload = False
         self._session: _Session | None = None
-        self._present: bool | None = None
-        self._plugged = False  # the disk appeared since the last session started
-        self._hold_until = 0.0  # monotonic: no new session before this
-        self._rejected = False  # token rejected: wait for the disk to be replugged
-        self._skipped: set[str] = set()  # JOB_SKIPPED already logged during this absence
+        self._session_disk: str | None = None
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._next_wake = float("inf")  # seconds until the next due time
         self._scheduler = schedule.Scheduler()
         self._watcher: DiskWatcher = disk_watcher(self.config.settings.poll_seconds)
         self._runtime = RuntimeStatus(self.config.settings.runtime_dir)
         self._state = st.StateFile(self.config.settings.state_file)
-        self._stack = DiskStack(self.config.disk)  # only for is_present(): never opened here
+        self._watches: dict[str, policy.DiskWatch] = {}
+        self._stacks: dict[str, DiskStack] = {}  # only for is_present(): never opened here
+        self._set_disks()
         self._state_error: str | None = None
+        self._absent_warned: set[str] = set()  # DISK_LONG_ABSENT logged during this absence
         self._schedule_wakeups()
+
+    def _set_disks(self) -> None:
+        """One watch and one presence probe per configured disk (kept across reloads)."""
+        old = self._watches
+        self._watches = {}
+        self._stacks = {}
+        for name, disk, jobs in _disks_of(self.config):
+            kept = old.get(name)
+            watch = policy.DiskWatch(name, jobs)
+            if kept is not None:
+                watch = dataclasses.replace(kept, jobs=jobs)
+            self._watches[name] = watch
+            self._stacks[name] = DiskStack(disk)
 
     # -- main loop -------------------------------------------------------------------
 
@@ -144,6 +162,7 @@ class Daemon:
                 f"watching the disk by {self._watcher.description}",
             )
             write_metrics(self.config, due.local_now())  # the metrics file exists from the start
+            self._warn_config()
             self._turn()
             self.notifier.ready(self._status_line())
             try:
@@ -160,7 +179,7 @@ class Daemon:
         if self._reload:
             self._reload = False
             self._reload_config()
-        self._look_at_disk()
+        self._look_at_disks()
         if self._session is not None and not self._session.is_alive():
             self._finish_session(self._session)
             self._session = None
@@ -178,9 +197,6 @@ class Daemon:
         idle = self._scheduler.idle_seconds if self._scheduler.jobs else None
         if idle is not None:
             timeout = min(timeout, idle)
-        held = self._hold_until - time.monotonic()
-        if held > 0:
-            timeout = min(timeout, held)
         until_ping = self.notifier.seconds_to_watchdog()
         if until_ping is not None:
             timeout = min(timeout, until_ping)
@@ -201,26 +217,24 @@ class Daemon:
         with contextlib.suppress(BlockingIOError):
             os.write(self._wake_w, b"w")
 
-    # -- the disk and the jobs -------------------------------------------------------
+    # -- the disks and the jobs ------------------------------------------------------
 
-    def _look_at_disk(self) -> None:
-        present = self._stack.is_present()
-        disk = self.config.disk.device or self.config.disk.mount.point
-        if present and self._present is False:
-            emit(log, Event.DISK_APPEARED, f"backup disk {disk} appeared", device=str(disk))
-            self._plugged = True
-        elif not present and self._present:
-            emit(log, Event.DISK_ABSENT, f"backup disk {disk} went away", device=str(disk))
-        if not present:
-            # A replug gets a fresh try: new token check, no back-off from the last disk.
-            self._rejected = False
-            self._hold_until = 0.0
-        self._present = present
+    def _look_at_disks(self) -> None:
+        for name, watch in self._watches.items():
+            stack = self._stacks[name]
+            seen = policy.observe(watch, stack.is_present())
+            self._watches[name] = seen.watch
+            disk = stack.disk.device or stack.disk.mount.point
+            label = "backup disk" if name == DEFAULT_DISK else f"backup disk {name}:"
+            if seen.appeared:
+                emit(log, Event.DISK_APPEARED, f"{label} {disk} appeared", device=str(disk))
+            elif seen.went_away:
+                emit(log, Event.DISK_ABSENT, f"{label} {disk} went away", device=str(disk))
 
-    def _states(self) -> dict[str, st.JobState] | None:
+    def _states(self) -> dict[str, st.DiskState] | None:
         """The state file's content; None (logged once per distinct error) when unreadable."""
         try:
-            states = self._state.load()
+            states = self._state.load_disks()
         except ColdvaultError as exc:
             if exc.message != self._state_error:
                 log.error("%s", exc)
@@ -229,114 +243,92 @@ class Daemon:
         self._state_error = None
         return states
 
+    def _state_of(self, states: dict[str, st.DiskState]) -> policy.StateOf:
+        empty = st.DiskState()
+        return lambda job, disk: states.get(disk, empty).jobs.get(job, st.JobState())
+
     def _maybe_start(self) -> None:
-        now = self._clock()
         states = self._states()
         if states is None:  # never run jobs blind: we would not know what is due
             self._next_wake = self.config.settings.poll_seconds
             return
-        todo = [
-            job
-            for job in due.jobs_to_run(
-                self.config.jobs,
-                lambda name: states.get(name, st.JobState()).last_success,
-                now,
-                plugged=self._plugged,
-            )
-            # A failed job waits before its retry, unless the disk was just (re)plugged.
-            if self._plugged or not self._failed_recently(states.get(job.name), now)
-        ]
-        self._next_wake = self._seconds_to_next_due(states, now)
-        if not todo:
+        now = self._clock()
+        self._warn_absent(states, now)
+        decided = policy.plan(
+            list(self._watches.values()), self._state_of(states), now, time.monotonic()
+        )
+        self._next_wake = decided.wake_in
+        for disk, job in decided.waiting:
+            self._watches[disk] = policy.waiting_logged(self._watches[disk], job)
+            where = "the backup disk" if disk == DEFAULT_DISK else f"backup disk {disk}"
+            emit(log, Event.JOB_SKIPPED, f"{job}: due, waiting for {where}", job=job)
+        if decided.disk is None:
             return
-        if not self._present:
-            for job in todo:
-                if job.name not in self._skipped:
-                    self._skipped.add(job.name)
-                    emit(
-                        log,
-                        Event.JOB_SKIPPED,
-                        f"{job.name}: due, waiting for the backup disk",
-                        job=job.name,
-                    )
-            return
-        if self._rejected or time.monotonic() < self._hold_until:
-            return
-        self._plugged = False
-        self._skipped.clear()
-        log.info("starting a disk session for %s", ", ".join(j.name for j in todo))
-        self._session = _Session(self.config, todo, self.stop, self._wake)
+        self._watches[decided.disk] = policy.started(self._watches[decided.disk])
+        names = ", ".join(j.name for j in decided.jobs)
+        log.info("starting a disk session on %s for %s", decided.disk, names)
+        self._session_disk = decided.disk
+        config = self.config.for_disk(decided.disk)
+        self._session = _Session(config, list(decided.jobs), self.stop, self._wake)
         self._session.start()
 
-    def _failed_recently(self, state: st.JobState | None, now: datetime) -> bool:
-        """A job that just failed waits before its retry (no tight failure loop)."""
-        if state is None or state.result != st.FAILED or state.last_attempt is None:
-            return False
-        return now - state.last_attempt < RETRY_FAILED_AFTER
-
-    def _seconds_to_next_due(self, states: dict[str, st.JobState], now: datetime) -> float:
-        times = []
-        for job in self.config.jobs:
-            state = states.get(job.name, st.JobState())
-            when = due.next_due(job.when, state.last_success, now)
-            if when is not None and when > now:
-                times.append(when)
-            if state.result == st.FAILED and state.last_attempt is not None:
-                retry = state.last_attempt + RETRY_FAILED_AFTER
-                if retry > now:
-                    times.append(retry)
-        return (min(times) - now).total_seconds() if times else float("inf")
+    def _warn_absent(self, states: dict[str, st.DiskState], now: datetime) -> None:
+        """One DISK_LONG_ABSENT per disk and absence longer than settings.disk_absent_warning."""
+        limit = self.config.settings.disk_absent_warning
+        for name, watch in self._watches.items():
+            seen = states.get(name, st.DiskState()).last_seen
+            away = due.absent_too_long(seen, bool(watch.present), now, limit)
+            if away is None:
+                self._absent_warned.discard(name)
+            elif name not in self._absent_warned:
+                self._absent_warned.add(name)
+                emit(
+                    log,
+                    Event.DISK_LONG_ABSENT,
+                    f"backup disk {name}: last seen {away.days} days ago",
+                    level=logging.WARNING,
+                    disk=name,
+                    days=away.days,
+                )
 
     def _finish_session(self, session: _Session) -> None:
         session.join()
         err = session.error
-        if isinstance(err, TokenRejected):
-            self._rejected = True  # until the disk is unplugged, or an hour passed
-            self._hold_until = time.monotonic() + RETRY_REJECTED_SECONDS
-        elif isinstance(err, Busy):
-            log.info("%s; retrying in %.0f s", err.message, RETRY_BUSY_SECONDS)
-            self._hold_until = time.monotonic() + RETRY_BUSY_SECONDS
-        elif isinstance(err, DiskAbsent):
-            # It went away between the check and the open: look again after a poll interval.
-            self._hold_until = time.monotonic() + self.config.settings.poll_seconds
-        elif err is not None and not self.stop.cancelled:
-            # Jobs recorded the failure; do not hammer a broken disk.
-            self._hold_until = time.monotonic() + RETRY_FAILED_AFTER.total_seconds()
+        if isinstance(err, Busy):
+            log.info("%s; retrying in %.0f s", err.message, policy.RETRY_BUSY_SECONDS)
+        name = self._session_disk
+        if name is not None and name in self._watches:
+            self._watches[name] = policy.after_session(
+                self._watches[name],
+                err,
+                mono=time.monotonic(),
+                poll_seconds=self.config.settings.poll_seconds,
+                stopping=self.stop.cancelled,
+            )
+        self._session_disk = None
 
     # -- status ----------------------------------------------------------------------
 
     def _status_line(self) -> str:
         if self._session is not None:
             return self._session.describe()
-        if self._rejected:
+        rejected = [w.name for w in self._watches.values() if w.rejected]
+        if rejected and len(self._watches) == 1:
             return "backup disk rejected (token mismatch): attach the right disk"
-        where = "disk present" if self._present else "waiting for disk"
-        return f"{where}; {self._next_text()}"
+        where = "disk present" if self._any_present() else "waiting for disk"
+        line = f"{where}; {self._next_text()}"
+        if rejected:  # several disks: the others are still served
+            line += f"; disk {', '.join(rejected)} rejected (token mismatch)"
+        return line
+
+    def _any_present(self) -> bool:
+        return any(w.present for w in self._watches.values())
 
     def _next_text(self) -> str:
-        now = self._clock()
         states = self._states()
         if states is None:
             return f"state file unreadable: {self._state_error}"
-        soonest: tuple[datetime, str] | None = None
-        plug_only = []
-        for job in self.config.jobs:
-            state = states.get(job.name, st.JobState())
-            when = due.next_due(job.when, state.last_success, now)
-            if when is None:
-                if job.when.on_plug:
-                    plug_only.append(job.name)
-                continue
-            if soonest is None or when < soonest[0]:
-                soonest = (when, job.name)
-        if soonest is not None:
-            when, name = soonest
-            if when <= now:
-                return f"due: {name}"
-            return f"next: {name} in {format_age(when - now)}"
-        if plug_only:
-            return "next: " + ", ".join(plug_only) + " on plug"
-        return "no scheduled jobs"
+        return policy.next_text(list(self._watches.values()), self._state_of(states), self._clock())
 
     def _publish(self) -> None:
         line = self._status_line()
@@ -345,7 +337,7 @@ class Daemon:
         try:
             self._runtime.write(
                 line,
-                disk_present=self._present,
+                disk_present=self._any_present(),
                 progress=session.progress if session else None,
                 job=session.current if session else None,
             )
@@ -373,9 +365,14 @@ class Daemon:
             self._watcher = disk_watcher(new.settings.poll_seconds)
         self._runtime = RuntimeStatus(new.settings.runtime_dir)
         self._state = st.StateFile(new.settings.state_file)
-        self._stack = DiskStack(new.disk)
+        self._set_disks()
         self._schedule_wakeups()
         emit(log, Event.CONFIG_RELOADED, f"configuration reloaded: {len(new.jobs)} job(s)")
+        self._warn_config()
+
+    def _warn_config(self) -> None:
+        for line in self.config.warnings:
+            log.warning("%s", line)
 
     def _schedule_wakeups(self) -> None:
         """Wall-clock wake-ups for ``at`` times (the due rule decides what runs)."""

@@ -103,6 +103,20 @@ def jobs_to_run(
     return chosen
 
 
+def absent_too_long(
+    last_seen: datetime | None, present: bool, now: datetime, limit: timedelta | None
+) -> timedelta | None:
+    """How long a disk has been away, when that is longer than ``limit`` (else None).
+
+    A disk never seen has no age to warn about (it may not exist yet); a
+    present disk is not away; ``limit`` None turns the warning off.
+    """
+    if present or last_seen is None or limit is None:
+        return None
+    away = now - last_seen
+    return away if away > limit else None
+
+
 def verify_next_due(
     schedule: VerifySchedule,
     last_verified: datetime | None,

@@ -29,8 +29,9 @@ from coldvault.errors import (
 )
 from coldvault.events import Event, emit
 from coldvault.jobs import runner_for
+from coldvault.jobs.base import RunContext
 from coldvault.progress import ProgressCallback
-from coldvault.service import hooks
+from coldvault.service import hooks, rollback
 from coldvault.service import state as st
 from coldvault.service.due import local_now
 from coldvault.service.inhibit import sleep_inhibited
@@ -115,7 +116,7 @@ def run_session(
     (None once they are all done). With ``verify``, the jobs whose scheduled
     verification is due are verified after every backup of the session.
     """
-    state = st.StateFile(config.settings.state_file)
+    state = st.StateFile(config.settings.state_file, config.disk_name)
     names = ", ".join(j.name for j in jobs)
     outcomes: list[JobOutcome] = []
     teardown_error: str | None = None
@@ -128,11 +129,15 @@ def run_session(
                 config, wait_disk=wait_disk, wait_lock=wait_lock, keep_open=keep_open, cancel=cancel
             ) as _root:
                 watch.disk_opened()
+                _record_seen(state, clock)
+                retention = rollback.check(config, state)  # a disk gone back in time
                 for job in jobs:
                     if cancel.cancelled:
                         break
                     on_job(job)
-                    outcomes.append(_run_job(config, job, state, cancel, progress, clock))
+                    context = rollback.context_for(config, job, state, retention)
+                    outcomes.append(_run_job(config, job, state, cancel, progress, clock, context))
+                    rollback.remember(config, job, state)  # what the disk holds now
                 if verify and not cancel.cancelled:
                     verify_due_jobs(
                         config, state, cancel=cancel, progress=progress, on_job=on_job, clock=clock
@@ -189,6 +194,7 @@ def _run_job(
     cancel: CancelToken,
     progress: ProgressCallback,
     clock: Callable[[], datetime],
+    context: RunContext | None = None,
 ) -> JobOutcome:
     """Run one job; every outcome is logged, recorded and hooked, none is raised."""
     started_at = clock()
@@ -198,7 +204,7 @@ def _run_job(
     with _capture_log() as excerpt:
         try:
             with hooks.around_job(config, job, cancel):
-                result = runner_for(job).run(config.job_dir(job), progress, cancel)
+                result = runner_for(job, context).run(config.job_dir(job), progress, cancel)
         except Cancelled as exc:
             took = time.monotonic() - start
             emit(
@@ -263,6 +269,14 @@ def _run_job(
     done = JobOutcome(job.name, st.SUCCESS, result.bytes_written, took)
     _after(config, job, done, list(excerpt.lines))
     return done
+
+
+def _record_seen(state: st.StateFile, clock: Callable[[], datetime]) -> None:
+    """The disk's token was accepted: remember when this disk was last seen."""
+    try:
+        state.seen(clock())
+    except ColdvaultError as exc:
+        log.error("disk %s: when it was seen not recorded: %s", state.disk, exc)
 
 
 def _record(state: st.StateFile, job: str, **changes: Any) -> None:

@@ -1,5 +1,6 @@
-"""The state file: per job, the last attempt, last success, result, bytes, duration, error,
-and the scheduled verification (the last finished one, and the one under way).
+"""The state file: per disk and job, the last attempt, last success, result, bytes,
+duration, error, and the scheduled verification (the last finished one, and the one
+under way); per disk, when it was last seen.
 
 One JSON file (default ``/var/lib/coldvault/state.json``) shared by the daemon
 and one-shot commands. Writes are atomic (temporary file, fsync, rename, fsync
@@ -15,20 +16,23 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, overload
 
+from coldvault.config.model import DEFAULT_DISK
 from coldvault.errors import ColdvaultError
 from coldvault.jobs.verify_steps import VerifyPosition
 from coldvault.service.state_fields import MAX_TEXT, FieldError, Fields
 from coldvault.system.files import atomic_write
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: per-disk states under `disks` (1 is read as disk `default`)
 MAX_STATE_BYTES = 64 * 1024 * 1024  # far beyond any real state file; larger is not ours
 MAX_PROBLEMS_KEPT = 100  # problem lines kept per verification (the count is exact)
+MAX_MARK = 1024  # a snapshot mark's key or fingerprint: a name, a hash, a uuid
 
 # JobState.result values.
 SUCCESS = "success"
@@ -42,6 +46,7 @@ VERIFY_PROBLEMS = "problems"  # corrupt, missing or unreadable data was found
 VERIFY_ERROR = "error"  # the verification could not run (nothing was found damaged)
 VERIFY_RESULTS = (VERIFY_OK, VERIFY_PROBLEMS, VERIFY_ERROR)
 
+DISK_NAME = re.compile(r"[A-Za-z0-9._-]{1,255}")  # as config's names: a folder name
 _TIMES = ("last_attempt", "last_success")
 _VERIFY_TIMES = ("last_finished", "round_started")
 
@@ -202,8 +207,34 @@ class StateDamaged(ColdvaultError):
         self.problem = problem
 
 
-def parse_state(raw: bytes, path: Path) -> dict[str, JobState]:
-    """Every job's state from the file's bytes; StateDamaged (only) when they are not valid."""
+@dataclass(frozen=True)
+class DiskState:
+    """What coldvault remembers about one backup disk: its jobs' states, when it was seen."""
+
+    jobs: dict[str, JobState] = field(default_factory=dict)
+    last_seen: datetime | None = None  # the last time its token was accepted
+    # Per job, the newest backup written to the disk: {key: fingerprint} (jobs.marks).
+    marks: dict[str, dict[str, str]] = field(default_factory=dict)
+    # What was missing or different when the disk came back (empty: none). While set,
+    # retention deletes nothing on the disk; `coldvault disk accept` clears it.
+    rolled_back: tuple[str, ...] = ()
+
+    def extra_json(self) -> dict[str, Any]:
+        """The disk's own fields (its jobs are written by the caller)."""
+        return {
+            "last_seen": _iso(self.last_seen),
+            "marks": {j: dict(sorted(m.items())) for j, m in sorted(self.marks.items())},
+            "rolled_back": [clip(line) for line in self.rolled_back],
+        }
+
+
+def parse_state(raw: bytes, path: Path) -> dict[str, DiskState]:
+    """Every disk's state from the file's bytes; StateDamaged (only) when they are not valid.
+
+    The jobs of the disk ``default`` (the one disk of a ``disk:`` mapping) are
+    the top-level ``jobs`` object, where a version 1 file (and an older
+    coldvault) has them; other disks' jobs are ``disks.NAME.jobs``.
+    """
     if len(raw) > MAX_STATE_BYTES:
         raise StateDamaged(path, f"larger than {MAX_STATE_BYTES} bytes")
     try:
@@ -215,31 +246,81 @@ def parse_state(raw: bytes, path: Path) -> dict[str, JobState]:
     except ValueError as exc:  # JSONDecodeError, and integers beyond Python's digit limit
         raise StateDamaged(path, f"not JSON: {exc}") from None
     try:
-        top = Fields(data, "")
-        version = top.count("version", STATE_VERSION)
-        if version < 1:
-            raise FieldError("version", f"{version} is not a state file version")
-        jobs = top.nested("jobs")
-        if jobs is None:
-            raise FieldError("jobs", "missing")
-        return {
-            name: JobState.from_json(entry, f"jobs.{name}") for name, entry in jobs.data.items()
-        }
+        return _disks(Fields(data, ""))
     except FieldError as exc:
         raise StateDamaged(path, str(exc)) from None
     except (OverflowError, RecursionError) as exc:
         raise StateDamaged(path, f"a value is out of range ({exc})") from None
 
 
+def _disks(top: Fields) -> dict[str, DiskState]:
+    version = top.count("version", STATE_VERSION)
+    if version < 1:
+        raise FieldError("version", f"{version} is not a state file version")
+    jobs = top.nested("jobs")
+    if jobs is None:
+        raise FieldError("jobs", "missing")
+    out = {DEFAULT_DISK: DiskState(_jobs(jobs))}
+    disks = top.nested("disks")
+    for name, entry in disks.data.items() if disks is not None else ():
+        f = Fields(entry, f"disks.{name}")
+        _disk_name(f, name)
+        own = f.nested("jobs")
+        found = _jobs(own) if own is not None and name != DEFAULT_DISK else out[DEFAULT_DISK].jobs
+        out[name] = DiskState(
+            found,
+            last_seen=f.time("last_seen"),
+            marks=_marks(f.nested("marks")),
+            rolled_back=f.texts("rolled_back"),
+        )
+    return out
+
+
+def _marks(f: Fields | None) -> dict[str, dict[str, str]]:
+    """Per job ``{key: fingerprint}``: short strings, keys paths below the job folder."""
+    if f is None:
+        return {}
+    out: dict[str, dict[str, str]] = {}
+    for job, entry in f.data.items():
+        marks = Fields(entry, f"{f.where}.{job}")
+        found: dict[str, str] = {}
+        for key in marks.data:
+            value = marks.text(key)
+            if value is None or len(value) > MAX_MARK or len(key) > MAX_MARK:
+                raise FieldError(f"{marks.where}", f"{key[:60]!r} is not a snapshot mark")
+            _relative(marks, key, key)
+            found[key] = value
+        out[job] = found
+    return out
+
+
+def _jobs(f: Fields) -> dict[str, JobState]:
+    return {name: JobState.from_json(entry, f"{f.where}.{name}") for name, entry in f.data.items()}
+
+
+def _disk_name(f: Fields, name: str) -> None:
+    if not DISK_NAME.fullmatch(name) or name in (".", ".."):
+        raise FieldError(f.where, f"{name[:60]!r} is not a disk name")
+
+
 class StateFile:
-    """Read and atomically update the state file at ``path``."""
+    """Read and atomically update the state file at ``path``, as seen by one disk.
 
-    def __init__(self, path: Path) -> None:
+    ``load``, ``get``, ``update`` and ``save`` work on the jobs of ``disk``;
+    ``load_disks`` and ``seen`` on every disk.
+    """
+
+    def __init__(self, path: Path, disk: str = DEFAULT_DISK) -> None:
         self.path = path
-        self._cache: tuple[tuple[int, int], dict[str, JobState]] | None = None
+        self.disk = disk
+        self._cache: tuple[tuple[int, int], dict[str, DiskState]] | None = None
 
-    def load(self) -> dict[str, JobState]:
-        """Every job's state; an absent file means nothing ran yet.
+    def for_disk(self, disk: str) -> StateFile:
+        """The same file as seen by another disk."""
+        return StateFile(self.path, disk)
+
+    def load_disks(self) -> dict[str, DiskState]:
+        """Every disk's state; an absent file means nothing ran yet.
 
         Raises StateDamaged for a file that is not valid, ColdvaultError when it
         cannot be read. The parsed content is cached by (mtime, size) so the
@@ -254,9 +335,14 @@ class StateFile:
         key = (st.st_mtime_ns, st.st_size)
         if self._cache is not None and self._cache[0] == key:
             return dict(self._cache[1])
-        jobs = parse_state(self._read(), self.path)
-        self._cache = (key, jobs)
-        return dict(jobs)
+        disks = parse_state(self._read(), self.path)
+        self._cache = (key, disks)
+        return dict(disks)
+
+    def load(self) -> dict[str, JobState]:
+        """Every job's state on this disk (see :meth:`load_disks` for errors)."""
+        found = self.load_disks().get(self.disk)
+        return dict(found.jobs) if found is not None else {}
 
     def _read(self) -> bytes:
         """The file's bytes; never blocks on a FIFO or device planted at the path."""
@@ -275,11 +361,11 @@ class StateFile:
             os.close(fd)
 
     def get(self, job: str) -> JobState:
-        """One job's state (empty when it never ran)."""
+        """One job's state on this disk (empty when it never ran there)."""
         return self.load().get(job, JobState())
 
     def update(self, job: str, **changes: Any) -> JobState:
-        """Re-read the file, change one job's entry, write it back atomically."""
+        """Re-read the file, change one job's entry on this disk, write it back atomically."""
         jobs = self.load()
         new = replace(jobs.get(job, JobState()), **changes)
         jobs[job] = new
@@ -287,8 +373,46 @@ class StateFile:
         return new
 
     def save(self, jobs: dict[str, JobState]) -> None:
-        """Write every job's state atomically."""
-        data = {"version": STATE_VERSION, "jobs": {n: s.to_json() for n, s in sorted(jobs.items())}}
+        """Write every job's state on this disk atomically (other disks' states are kept)."""
+        disks = self.load_disks()
+        disks[self.disk] = replace(disks.get(self.disk, DiskState()), jobs=dict(jobs))
+        self.save_disks(disks)
+
+    def seen(self, when: datetime) -> None:
+        """Record that this disk was attached (its token accepted) at ``when``."""
+        self.change_disk(last_seen=when)
+
+    def disk_state(self) -> DiskState:
+        """This disk's state (empty when nothing is known of it)."""
+        return self.load_disks().get(self.disk, DiskState())
+
+    def change_disk(self, **changes: Any) -> DiskState:
+        """Re-read the file, change this disk's own fields, write it back atomically."""
+        disks = self.load_disks()
+        new = replace(disks.get(self.disk, DiskState()), **changes)
+        disks[self.disk] = new
+        self.save_disks(disks)
+        return new
+
+    def set_marks(self, job: str, marks: dict[str, str]) -> None:
+        """Remember the newest backup of ``job`` on this disk."""
+        current = self.disk_state()
+        self.change_disk(marks={**current.marks, job: dict(marks)})
+
+    def save_disks(self, disks: dict[str, DiskState]) -> None:
+        """Write every disk's state atomically."""
+        default = disks.get(DEFAULT_DISK, DiskState())
+        data: dict[str, Any] = {
+            "version": STATE_VERSION,
+            "jobs": {n: s.to_json() for n, s in sorted(default.jobs.items())},
+        }
+        others: dict[str, Any] = {}
+        for name, disk in sorted(disks.items()):
+            entry = disk.extra_json()
+            if name != DEFAULT_DISK:
+                entry["jobs"] = {n: s.to_json() for n, s in sorted(disk.jobs.items())}
+            others[name] = entry
+        data["disks"] = others
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(self.path, json.dumps(data, indent=2) + "\n")

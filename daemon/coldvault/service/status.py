@@ -15,18 +15,18 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from coldvault.config.model import Config, Job
+from coldvault.config.model import Config, Disk, Job
 from coldvault.disk.stack import DiskStack
 from coldvault.errors import EXIT_CORRUPT, EXIT_FAILURE, EXIT_OK, EXIT_OVERDUE, ColdvaultError
 from coldvault.progress import Progress, human_bytes
 from coldvault.service import due
 from coldvault.service.scheduled_verify import describe_verify
-from coldvault.service.state import VERIFY_PROBLEMS, JobState, StateFile
+from coldvault.service.state import VERIFY_PROBLEMS, DiskState, JobState, StateFile
 from coldvault.system.files import atomic_write
 
 STATUS_FILE_NAME = "status.json"
@@ -117,6 +117,7 @@ class JobReport:
     overdue: bool
     progress: dict[str, Any] | None
     verify: VerifyLine | None = None  # None: the state file could not be read
+    disks: tuple[DiskLine, ...] = ()  # per disk the job uses
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -125,7 +126,69 @@ class JobReport:
             out[key] = out[key].isoformat(timespec="seconds") if out[key] else None
         if self.verify is not None:
             out["verify"] = self.verify.to_json()
+        out["disks"] = [d.to_json() for d in self.disks]
         return out
+
+
+@dataclass(frozen=True)
+class DiskLine:
+    """One job on one disk."""
+
+    disk: str
+    last_success: datetime | None
+    age: str | None
+    result: str | None
+    error: str | None
+    next_due: datetime | None
+    overdue: bool
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        out = asdict(self)
+        for key in ("last_success", "next_due"):
+            out[key] = out[key].isoformat(timespec="seconds") if out[key] else None
+        return out
+
+
+@dataclass(frozen=True)
+class DiskReport:
+    """One configured disk in ``coldvault status``."""
+
+    name: str
+    path: str  # what coldvault waits for, or the mount point
+    present: bool
+    last_seen: datetime | None
+    absent_for: timedelta | None  # set when absent longer than settings.disk_absent_warning
+    rolled_back: tuple[str, ...] = ()  # the disk went back in time: what was found
+
+    @property
+    def warning(self) -> str | None:
+        """``office: last seen 41 days ago`` when the disk has been away too long."""
+        if self.absent_for is None:
+            return None
+        return f"{self.name}: last seen {self.absent_for.days} days ago"
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "name": self.name,
+            "path": self.path,
+            "present": self.present,
+            "last_seen": self.last_seen.isoformat(timespec="seconds") if self.last_seen else None,
+            "absent_days": self.absent_for.days if self.absent_for is not None else None,
+            "warning": self.warning,
+            "rolled_back": list(self.rolled_back),
+        }
+
+    @property
+    def rollback_text(self) -> str | None:
+        """The status line of a disk that went back in time."""
+        if not self.rolled_back:
+            return None
+        return (
+            f"disk {self.name} went back in time: {'; '.join(self.rolled_back)}; "
+            f"retention deletes nothing on it until `coldvault disk accept {self.name}`"
+        )
 
 
 @dataclass(frozen=True)
@@ -236,6 +299,7 @@ class Report:
     disk: str
     jobs: tuple[JobReport, ...]
     state_error: str | None = None  # the state file is damaged or unreadable
+    disks: tuple[DiskReport, ...] = ()
 
     @property
     def overdue(self) -> bool:
@@ -248,11 +312,17 @@ class Report:
         return any(j.verify is not None and j.verify.result == VERIFY_PROBLEMS for j in self.jobs)
 
     @property
+    def rolled_back(self) -> bool:
+        """Whether a disk went back in time and was not accepted yet."""
+        return any(d.rolled_back for d in self.disks)
+
+    @property
     def exit_code(self) -> int:
-        """1: state file damaged; 6: a verification found problems; 7: overdue; else 0."""
+        """1: state file damaged; 6: verify found problems or a disk went back in time;
+        7: overdue; else 0."""
         if self.state_error is not None:
             return EXIT_FAILURE
-        if self.verify_problems:
+        if self.verify_problems or self.rolled_back:
             return EXIT_CORRUPT
         return EXIT_OVERDUE if self.overdue else EXIT_OK
 
@@ -264,35 +334,99 @@ class Report:
             "state_error": self.state_error,
             "overdue": self.overdue,
             "verify_problems": self.verify_problems,
+            "rolled_back": self.rolled_back,
             "exit_code": self.exit_code,
             "jobs": [j.to_json() for j in self.jobs],
+            "disks": [d.to_json() for d in self.disks],
         }
 
 
 def build_report(config: Config, now: datetime | None = None) -> Report:
-    """Read the state and runtime files and the disk's presence (nothing is opened)."""
+    """Read the state and runtime files and the disks' presence (nothing is opened).
+
+    A job on several disks: its own line tells the disk with the newest
+    success (so it is overdue only when it is overdue on every disk it uses),
+    and one line per disk follows.
+    """
     now = now or due.local_now()
     state_error = None
     try:
-        states = StateFile(config.settings.state_file).load()
+        disk_states = StateFile(config.settings.state_file, config.disk_name).load_disks()
     except ColdvaultError as exc:  # damaged or unreadable: say so, show what is known
-        state_error, states = str(exc), {}
+        state_error, disk_states = str(exc), {}
     live = RuntimeStatus.read(config.settings.runtime_dir)
-    if live is not None and live.get("disk_present") is not None:
-        present = bool(live["disk_present"])
+    if live is not None and live.get("disk_present") is not None and len(config.disks) == 1:
+        present = {config.disk_name: bool(live["disk_present"])}
     else:
-        present = DiskStack(config.disk).is_present()
+        present = {d.name: DiskStack(d.config).is_present() for d in config.disks}
+    empty = DiskState()
     jobs = []
     for job in config.jobs:
-        state = states.get(job.name, JobState())
-        line = None if state_error else verify_line(config, job, state, now)
-        jobs.append(job_report(job, state, now, live, line))
-    disk = str(config.disk.device or config.disk.mount.point)
-    return Report(live, present, disk, tuple(jobs), state_error)
+        states = {
+            n: disk_states.get(n, empty).jobs.get(job.name, JobState())
+            for n in config.disks_of(job)
+        }
+        best = _newest(states)
+        line = None if state_error else verify_line(config, job, _verify_state(states, best), now)
+        report = job_report(job, best, now, live, line)
+        per_disk = tuple(_disk_line(job, n, s, now) for n, s in states.items())
+        jobs.append(replace(report, disks=per_disk))
+    disks = tuple(
+        _disk_report(config, d, present[d.name], disk_states.get(d.name, empty), now)
+        for d in config.disks
+    )
+    first = config.disks[0].config
+    disk = str(first.device or first.mount.point)
+    return Report(live, any(present.values()), disk, tuple(jobs), state_error, disks)
+
+
+def _newest(states: dict[str, JobState]) -> JobState:
+    """The state with the newest success (else the newest attempt): what the job has."""
+    if not states:
+        return JobState()
+    return max(
+        states.values(),
+        key=lambda s: (s.last_success is not None, s.last_success or s.last_attempt or _EPOCH),
+    )
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _verify_state(states: dict[str, JobState], best: JobState) -> JobState:
+    """The disk whose verification found problems, if any, else the newest backup's."""
+    damaged = [s for s in states.values() if s.verify.result == VERIFY_PROBLEMS]
+    return damaged[0] if damaged else best
+
+
+def _disk_line(job: Job, disk: str, state: JobState, now: datetime) -> DiskLine:
+    return DiskLine(
+        disk=disk,
+        last_success=state.last_success,
+        age=format_age(now - state.last_success) if state.last_success else None,
+        result=state.result,
+        error=state.error,
+        next_due=due.next_due(job.when, state.last_success, now),
+        overdue=due.is_overdue(job.when, state.last_success, now),
+    )
+
+
+def _disk_report(
+    config: Config, disk: Disk, present: bool, state: DiskState, now: datetime
+) -> DiskReport:
+    limit = config.settings.disk_absent_warning
+    return DiskReport(
+        name=disk.name,
+        path=str(disk.config.device or disk.config.mount.point),
+        present=present,
+        last_seen=state.last_seen,
+        absent_for=due.absent_too_long(state.last_seen, present, now, limit),
+        rolled_back=state.rolled_back,
+    )
 
 
 def render_text(report: Report, now: datetime | None = None) -> str:
-    """The human-readable report."""
+    """The human-readable report (one disk: as before disks could be several)."""
     now = now or due.local_now()
     lines = []
     if report.daemon is not None:
@@ -300,34 +434,67 @@ def render_text(report: Report, now: datetime | None = None) -> str:
         lines.append(f"{d.get('role', 'coldvault')}: running (pid {d['pid']}): {d['activity']}")
     else:
         lines.append("daemon: not running")
-    lines.append(f"disk: {'present' if report.disk_present else 'absent'} ({report.disk})")
+    several = len(report.disks) > 1
+    if several:
+        lines += [_disk_text(d, now) for d in report.disks]
+    else:
+        lines.append(f"disk: {'present' if report.disk_present else 'absent'} ({report.disk})")
+    lines += [f"WARNING: {d.warning}" for d in report.disks if d.warning]
+    lines += [f"WARNING: {d.rollback_text}" for d in report.disks if d.rollback_text]
     if report.state_error is not None:
         lines.append(f"STATE FILE: {report.state_error}")
         lines.append("  the daemon runs no job until it is fixed; last results are unknown")
         lines += [f"{j.name} ({j.type}, {j.schedule}): unknown" for j in report.jobs]
         return "\n".join(lines)
     for j in report.jobs:
-        last = f"{j.last_success:%Y-%m-%d %H:%M} ({j.age} ago)" if j.last_success else "never"
-        if j.next_due is None:
-            nxt = "on plug" if "on plug" in j.schedule else "manual"
-        elif j.last_success is None:
-            nxt = "due now (OVERDUE: no backup exists)" if j.overdue else "due now"
-        elif j.next_due <= now:
-            late = format_age(now - j.next_due)
-            nxt = f"OVERDUE by {late}" if j.overdue else f"due now (since {late})"
-        else:
-            nxt = f"in {format_age(j.next_due - now)}"
+        last = _when(j.last_success, j.age)
+        nxt = _next(j.schedule, j.last_success, j.next_due, j.overdue, now)
         lines.append(
             f"{j.name} ({j.type}, {j.schedule}): last success {last}; "
             f"last result {j.result or '-'}; next {nxt}"
         )
-        if j.result in ("failed",) and j.error:
+        if j.result in ("failed",) and j.error and not several:
             lines.append(f"  error: {j.error}")
+        if several:
+            for dl in j.disks:
+                dnext = _next(j.schedule, dl.last_success, dl.next_due, dl.overdue, now)
+                lines.append(
+                    f"  on {dl.disk}: last success {_when(dl.last_success, dl.age)}; "
+                    f"last result {dl.result or '-'}; next {dnext}"
+                )
+                if dl.result == "failed" and dl.error:
+                    lines.append(f"    error: {dl.error}")
         if j.progress is not None:
             lines.append(f"  running: {_describe(j.progress)}")
         if j.verify is not None:
             lines += _verify_lines(j.verify, now)
     return "\n".join(lines)
+
+
+def _disk_text(d: DiskReport, now: datetime) -> str:
+    seen = (
+        "never seen"
+        if d.last_seen is None
+        else f"last seen {_when(d.last_seen, format_age(now - d.last_seen))}"
+    )
+    return f"disk {d.name}: {'present' if d.present else 'absent'} ({d.path}); {seen}"
+
+
+def _when(at: datetime | None, age: str | None) -> str:
+    return f"{at:%Y-%m-%d %H:%M} ({age} ago)" if at is not None else "never"
+
+
+def _next(
+    schedule: str, last: datetime | None, next_due: datetime | None, overdue: bool, now: datetime
+) -> str:
+    if next_due is None:
+        return "on plug" if "on plug" in schedule else "manual"
+    if last is None:
+        return "due now (OVERDUE: no backup exists)" if overdue else "due now"
+    if next_due <= now:
+        late = format_age(now - next_due)
+        return f"OVERDUE by {late}" if overdue else f"due now (since {late})"
+    return f"in {format_age(next_due - now)}"
 
 
 SHOWN_PROBLEMS = 5

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from coldvault.config.model import BtrfsJob
 from coldvault.errors import DiskError, JobError
-from coldvault.jobs.base import JobResult, RestoreRequest, VerifyReport
+from coldvault.jobs.base import JobResult, RestoreRequest, RunContext, VerifyReport
 from coldvault.jobs.btrfs import (
     diskdir,
     diskstate,
@@ -47,8 +47,9 @@ class SourceResult:
 class BtrfsRunner:
     """Implements :class:`coldvault.jobs.base.JobRunner` for btrfs jobs."""
 
-    def __init__(self, job: BtrfsJob) -> None:
+    def __init__(self, job: BtrfsJob, context: RunContext | None = None) -> None:
         self.job = job
+        self.context = context or RunContext()
 
     # -- backup -------------------------------------------------------------
 
@@ -129,13 +130,22 @@ class BtrfsRunner:
         return SourceResult(name, choice.parent.path.name if choice.parent else None, sent)
 
     def _prune(self, src: Source, local: SafeDir, target: SafeDir, *, protect: str) -> None:
-        rules = (
-            (target, "target", self.job.target_retention),
-            (local, "source", self.job.source_retention),
-        )
-        for folder, side, rule in rules:
+        """Retention on both sides; the source keeps what other disks need as their parent."""
+        rules = [(local, "source", self.job.source_retention, self._keep_on_source(src))]
+        if self.context.disk_retention:
+            rules.insert(0, (target, "target", self.job.target_retention, set()))
+        else:
+            log.warning(
+                "%s: retention on the backup disk is paused (disk went back in time)", src.path
+            )
+        for folder, side, rule, keep in rules:
             found = snapshots.scan(folder, src.name)
-            prune.prune(folder, found, src.name, rule, protect={protect}, side=side)
+            prune.prune(folder, found, src.name, rule, protect={protect, *keep}, side=side)
+
+    def _keep_on_source(self, src: Source) -> set[str]:
+        """The snapshots of ``src`` other disks hold as their newest (``SOURCE/NAME`` keys)."""
+        prefix = f"{src.name}/"
+        return {k[len(prefix) :] for k in self.context.keep_on_source if k.startswith(prefix)}
 
     def _meter(
         self, src: Source, state: diskstate.DiskState, kind: str, progress: ProgressCallback

@@ -38,8 +38,9 @@ log = logging.getLogger("coldvault.image")
 class ImageBackup:
     """Back up one image job's source into its (open) job folder."""
 
-    def __init__(self, job: ImageJob) -> None:
+    def __init__(self, job: ImageJob, *, prune: bool = True) -> None:
         self.job = job
+        self.prune = prune  # False: the disk went back in time, retention deletes nothing
 
     def run(
         self,
@@ -63,7 +64,8 @@ class ImageBackup:
         if self.job.snapshots > 0:
             crashpoint.reached("image.before-finish")
             name = snapshots.finish(top, now)
-            snapshots.prune(top, self.job)
+            if self.prune:
+                snapshots.prune(top, self.job)
         return stats, name, repaired
 
     def _fill(

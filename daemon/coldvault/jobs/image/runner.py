@@ -13,7 +13,7 @@ from pathlib import Path
 
 from coldvault.config.model import ImageJob
 from coldvault.errors import JobError
-from coldvault.jobs.base import JobResult, RestoreRequest, VerifyReport
+from coldvault.jobs.base import JobResult, RestoreRequest, RunContext, VerifyReport
 from coldvault.jobs.image import snapshots
 from coldvault.jobs.image.backup_run import ImageBackup
 from coldvault.jobs.image.listing import listing
@@ -31,13 +31,14 @@ log = logging.getLogger("coldvault.image")
 class ImageRunner:
     """Back up, restore, verify and list one image job."""
 
-    def __init__(self, job: ImageJob) -> None:
+    def __init__(self, job: ImageJob, context: RunContext | None = None) -> None:
         if job.part_size <= 0 or job.block_size <= 0 or job.part_size % job.block_size:
             raise JobError(
                 f"job {job.name}: part_size {job.part_size} must be a positive multiple of "
                 f"block_size {job.block_size}"
             )
         self.job = job
+        self.context = context or RunContext()
 
     def run(self, job_dir: Path, progress: ProgressCallback, cancel: CancelToken) -> JobResult:
         """Back up the source once into a new snapshot (or the job folder)."""
@@ -51,7 +52,9 @@ class ImageRunner:
             if job.snapshots > 0:
                 snapshots.finish_deletions(top, job.name)
                 snapshots.report_strays(top, job.name)
-            stats, name, repaired = ImageBackup(job).run(top, src, algorithm, progress, cancel)
+            stats, name, repaired = ImageBackup(job, prune=self.context.disk_retention).run(
+                top, src, algorithm, progress, cancel
+            )
         summary = (
             f"{stats.parts} parts, {stats.changed} changed, "
             f"{human_bytes(stats.bytes_read)} read, {human_bytes(stats.bytes_written)} written"
