@@ -46,6 +46,16 @@ class Server:
         """The process environment restic needs for this server."""
         return {**os.environ, **self.env}
 
+    def ensure_repository(self, password_file: Path) -> None:
+        """`restic init` unless an earlier test of the module made the repository."""
+        env = self.restic_env()
+        probe = subprocess.run(
+            self.restic(password_file, "cat", "config"), env=env, capture_output=True, check=False
+        )
+        if probe.returncode != 0:
+            init = self.restic(password_file, "init")
+            subprocess.run(init, env=env, capture_output=True, check=True, timeout=120)
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
