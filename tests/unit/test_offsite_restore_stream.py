@@ -8,10 +8,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.conftest import require_programs
+from tests.conftest import require_programs, require_root
 from tests.unit.image_env import KiB, make_job, run, snapshots, write_source
 
-from coldvault.errors import IntegrityError
+from coldvault.errors import IntegrityError, JobError
 from coldvault.offsite.restore_stream import restore_tar_stream
 from coldvault.system.cancel import CancelToken
 
@@ -70,3 +70,19 @@ def test_part_not_matching_its_manifest_is_refused(
     repo = _backup(tmp_path, crafted)
     with pytest.raises(IntegrityError, match="part_00000001 does not match its manifest"):
         _restore(repo, crafted, tmp_path / "restored.img")
+
+
+def test_too_small_block_device_is_refused(tmp_path: Path, snapshot: tuple[Path, Path]) -> None:
+    require_root()
+    require_programs("losetup")
+    _src, folder = snapshot
+    repo = _backup(tmp_path, folder)
+    backing = tmp_path / "small.img"
+    backing.write_bytes(bytes(512 * KiB))
+    find = ["losetup", "--find", "--show", str(backing)]
+    dev = subprocess.run(find, check=True, capture_output=True, text=True).stdout.strip()
+    try:
+        with pytest.raises(JobError, match=f"restore destination {dev} has 524288 bytes"):
+            _restore(repo, folder, Path(dev))
+    finally:
+        subprocess.run(["losetup", "-d", dev], check=True)
