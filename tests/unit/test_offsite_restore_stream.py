@@ -86,3 +86,23 @@ def test_too_small_block_device_is_refused(tmp_path: Path, snapshot: tuple[Path,
             _restore(repo, folder, Path(dev))
     finally:
         subprocess.run(["losetup", "-d", dev], check=True)
+
+
+@pytest.mark.parametrize(
+    ("remove", "message"),
+    [
+        ("part_00000001", "part_00000002 is not the part the manifest expects"),
+        ("part_00000005", "holds 5 of the 6 parts its manifest lists"),
+        (".coldvault-manifest.json", "does not start with a coldvault manifest"),
+    ],
+)
+def test_folder_not_matching_its_manifest_is_refused(
+    tmp_path: Path, snapshot: tuple[Path, Path], remove: str, message: str
+) -> None:
+    _src, folder = snapshot
+    crafted = tmp_path / "crafted"
+    shutil.copytree(folder, crafted)
+    os.unlink(crafted / remove)
+    repo = _backup(tmp_path, crafted)
+    with pytest.raises(IntegrityError, match=message):
+        _restore(repo, crafted, tmp_path / "restored.img")
