@@ -9,16 +9,15 @@ Nothing is staged on disk: each member is copied straight to its offset.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import tarfile
 from pathlib import Path
 from typing import IO
 
-from coldvault.errors import IntegrityError, JobError
+from coldvault.errors import IntegrityError
 from coldvault.jobs.image import manifest as manifest_mod
-from coldvault.jobs.image.destination import open_destination
+from coldvault.jobs.image.destination import open_destination, write_failed
 from coldvault.jobs.image.manifest import Manifest, PartRecord
 from coldvault.jobs.image.parts import part_name
 from coldvault.jobs.image.reader import new_hasher
@@ -49,9 +48,7 @@ def restore_tar_stream(stream: IO[bytes], origin: str, dest: Path, cancel: Cance
                 os.ftruncate(fd, manifest.source_size)
             os.fsync(fd)
         except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                raise JobError(f"restore destination {dest} is full") from None
-            raise JobError(f"restore to {dest} failed: {exc.strerror}") from None
+            raise write_failed(dest, exc) from None
         finally:
             os.close(fd)
     return manifest

@@ -20,6 +20,7 @@ the image's size.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -165,3 +166,10 @@ def _in_use(dest: Path, use: blockdev.DeviceUse) -> JobError:
         f"restore destination {dest} is in use: {use.describe()}",
         hint="unmount it, stop the array, close the LUKS and LVM volumes on it first",
     )
+
+
+def write_failed(dest: Path, exc: OSError) -> JobError:
+    """The error for a failed write to the restore destination ``dest``."""
+    if exc.errno == errno.ENOSPC:
+        return JobError(f"restore destination {dest} is full")
+    return JobError(f"restore to {dest} failed: {exc.strerror}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 from pathlib import Path
@@ -14,7 +13,7 @@ from coldvault.jobs.base import RestoreRequest
 from coldvault.jobs.image import legacy, snapshots
 from coldvault.jobs.image import manifest as manifest_mod
 from coldvault.jobs.image.backup import Layout
-from coldvault.jobs.image.destination import open_destination
+from coldvault.jobs.image.destination import open_destination, write_failed
 from coldvault.jobs.image.manifest import Manifest, PartRecord
 from coldvault.jobs.image.parts import part_name
 from coldvault.jobs.image.reader import available_algorithm, new_hasher, read_full
@@ -102,9 +101,7 @@ def restore(
             os.ftruncate(fd, manifest.source_size)
         os.fsync(fd)
     except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            raise JobError(f"restore destination {dest} is full") from None
-        raise JobError(f"restore to {dest} failed: {exc.strerror}") from None
+        raise write_failed(dest, exc) from None
     finally:
         os.close(fd)
     meter.emit()
