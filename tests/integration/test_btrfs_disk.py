@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import subprocess
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -30,7 +29,6 @@ from tests.integration.btrfs_env import (
     tree_digest,
 )
 
-from coldvault.config.model import Hooks
 from coldvault.errors import ColdvaultError
 from coldvault.jobs.base import RestoreRequest
 from coldvault.jobs.btrfs import diskstate
@@ -90,10 +88,16 @@ def test_job_folder_swapped_for_a_symlink_mid_run_is_not_followed(
     host.mkdir()
     job_dir = dst / "swap"
     job_dir.mkdir()
-    # The before hook runs while the job folder is held open: swap it for a symlink.
-    swap = f"mv {job_dir} {dst / 'swap.moved'} && ln -s {host} {job_dir}"
-    job = replace(job_for(vol, name="swap"), hooks=Hooks(before=(("sh", "-c", swap),)))
-    result = run_job(job, job_dir)
+    moved = dst / "swap.moved"
+
+    def swap(_progress: Progress) -> None:
+        # The first progress report comes while the job folder is held open.
+        if not moved.exists():
+            job_dir.rename(moved)
+            job_dir.symlink_to(host)
+
+    result = BtrfsRunner(job_for(vol, name="swap")).run(job_dir, swap, CancelToken())
+    assert moved.exists(), "the runner reported no progress: nothing was swapped"
     assert list(host.iterdir()) == []  # not a byte through the symlink
     copy = dst / "swap.moved" / "swap" / str(result.snapshot)
     assert tree_digest(copy) == tree_digest(vol)
