@@ -404,10 +404,20 @@ def test_macos_backup_holds_caffeinate_for_its_own_pid(
         while not seen.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert seen.read_text().split() == ["-i", "-w", str(os.getpid())]
-        running = [p for p in Path("/proc").glob("[0-9]*") if _cmdline(p).startswith("tail --pid")]
-        assert any(f"--pid={os.getpid()}" in _cmdline(p) for p in running)
-    leftover = [p for p in Path("/proc").glob("[0-9]*") if f"--pid={os.getpid()}" in _cmdline(p)]
-    assert not leftover, "the caffeinate stand-in outlived the backup"
+        # The stand-in writes argv before it execs tail: wait for the exec as well.
+        while not _watchers_of(os.getpid()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _watchers_of(os.getpid())
+    assert not _watchers_of(os.getpid()), "the caffeinate stand-in outlived the backup"
+
+
+def _watchers_of(pid: int) -> list[Path]:
+    """Processes running the stand-in's `tail --pid=PID`."""
+    return [
+        p
+        for p in Path("/proc").glob("[0-9]*")
+        if _cmdline(p).startswith("tail --pid") and f"--pid={pid}" in _cmdline(p)
+    ]
 
 
 def _cmdline(proc_dir: Path) -> str:
