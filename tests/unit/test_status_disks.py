@@ -114,3 +114,20 @@ def test_absent_too_long_rule() -> None:
     assert due.absent_too_long(NOW - 31 * DAY, True, NOW, limit) is None  # it is here
     assert due.absent_too_long(None, False, NOW, limit) is None  # never seen: no age
     assert due.absent_too_long(NOW - 300 * DAY, False, NOW, None) is None  # never warn
+
+
+def test_the_running_daemon_tells_which_disk_is_present(tmp_path: Path) -> None:
+    """With several disks the daemon's udev view wins over a look at the device paths."""
+    from coldvault.service.status import RuntimeStatus
+
+    config = _config(tmp_path)
+    (tmp_path / "dev-home").write_bytes(b"")  # the path exists, but the daemon saw it go
+    looked = {d.name: d.present for d in build_report(config, NOW).disks}
+    assert looked == {"home": True, "office": False}
+    live = RuntimeStatus(config.settings.runtime_dir)  # this process stands for the daemon
+    live.write("disk present", disk_present=True, disks_present={"home": False, "office": True})
+    report = build_report(config, NOW)
+    assert {d.name: d.present for d in report.disks} == {"home": False, "office": True}
+    assert "disk office: present (" in render_text(report, NOW)
+    live.write("x", disk_present=True, disks_present={"home": True})  # not every disk: ignored
+    assert {d.name: d.present for d in build_report(config, NOW).disks} == looked

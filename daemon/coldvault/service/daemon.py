@@ -338,6 +338,7 @@ class Daemon:
             self._runtime.write(
                 line,
                 disk_present=self._any_present(),
+                disks_present={name: w.present for name, w in self._watches.items()},
                 progress=session.progress if session else None,
                 job=session.current if session else None,
             )

@@ -61,13 +61,18 @@ class RuntimeStatus:
         progress: Progress | None = None,
         job: str | None = None,
         role: str = "daemon",
+        disks_present: dict[str, bool | None] | None = None,
     ) -> None:
-        """Publish what this process does now."""
+        """Publish what this process does now.
+
+        ``disks_present``: each watched disk's presence (None: not known yet).
+        """
         data: dict[str, Any] = {
             "pid": os.getpid(),
             "role": role,
             "activity": activity,
             "disk_present": disk_present,
+            "disks_present": disks_present,
             "job": progress.job if progress is not None else job,
             "progress": asdict(progress) if progress is not None else None,
         }
@@ -355,10 +360,7 @@ def build_report(config: Config, now: datetime | None = None) -> Report:
     except ColdvaultError as exc:  # damaged or unreadable: say so, show what is known
         state_error, disk_states = str(exc), {}
     live = RuntimeStatus.read(config.settings.runtime_dir)
-    if live is not None and live.get("disk_present") is not None and len(config.disks) == 1:
-        present = {config.disk_name: bool(live["disk_present"])}
-    else:
-        present = {d.name: DiskStack(d.config).is_present() for d in config.disks}
+    present = _presence(config, live)
     empty = DiskState()
     jobs = []
     for job in config.jobs:
@@ -378,6 +380,17 @@ def build_report(config: Config, now: datetime | None = None) -> Report:
     first = config.disks[0].config
     disk = str(first.device or first.mount.point)
     return Report(live, any(present.values()), disk, tuple(jobs), state_error, disks)
+
+
+def _presence(config: Config, live: dict[str, Any] | None) -> dict[str, bool]:
+    """Each disk's presence: the running daemon's view (it follows udev) where it has
+    one for every disk, else a look at each disk's device or mount point."""
+    seen = (live or {}).get("disks_present")
+    if isinstance(seen, dict) and all(isinstance(seen.get(d.name), bool) for d in config.disks):
+        return {d.name: bool(seen[d.name]) for d in config.disks}
+    if live is not None and live.get("disk_present") is not None and len(config.disks) == 1:
+        return {config.disk_name: bool(live["disk_present"])}
+    return {d.name: DiskStack(d.config).is_present() for d in config.disks}
 
 
 def _newest(states: dict[str, JobState]) -> JobState:
