@@ -190,6 +190,22 @@ def test_adopt_marks_recorded_open_layers_only(tmp_path: Path) -> None:
     assert stack.opened_layers == ["array"]
 
 
+def test_each_disk_has_its_own_open_record(tmp_path: Path) -> None:
+    """Layer names are the same on every disk ("luks", "mount"): one shared record
+    would let `close --disk office` close what only `open --disk home` opened."""
+    from coldvault.disk import record
+
+    record.save(tmp_path, ["luks", "mount"])  # the one disk of a disk: configuration
+    record.save(tmp_path, ["mount"], "office")
+    assert record.load(tmp_path, "office") == ["mount"]
+    record.save(tmp_path, ["lvm"], "office")  # a second open of the same disk merges
+    assert record.load(tmp_path, "office") == ["mount", "lvm"]
+    record.clear(tmp_path)
+    assert record.load(tmp_path) is None
+    assert record.load(tmp_path, "office") == ["mount", "lvm"]
+    assert record.record_path(tmp_path) == tmp_path / "open-layers.json"
+
+
 def test_plain_folder_stack_without_layers(tmp_path: Path) -> None:
     stack = _stack(tmp_path, [], with_token=False)
     assert stack.open() == tmp_path / "backup"

@@ -114,7 +114,7 @@ def cmd_open(args: argparse.Namespace) -> int:
         stack.wait(args.wait)
         root = stack.open()
         try:
-            record.save(config.settings.runtime_dir, stack.opened_layers)
+            record.save(config.settings.runtime_dir, stack.opened_layers, config.disk_name)
         except OSError:
             stack.close()  # without a record, a later close could not know what is ours
             raise
@@ -131,14 +131,14 @@ def cmd_close(args: argparse.Namespace) -> int:
     config = choose_disk(load_config(args), args)
     with hold_lock(config.settings.lock_file, wait=0):
         stack = DiskStack(config.disk)
-        recorded = record.load(config.settings.runtime_dir)
+        recorded = record.load(config.settings.runtime_dir, config.disk_name)
         if recorded is None:
             stack.adopt_all_open()  # the user asked to close: close what is open
         else:
             stack.adopt(recorded)
         closing = stack.opened_layers
         stack.close()
-        record.clear(config.settings.runtime_dir)
+        record.clear(config.settings.runtime_dir, config.disk_name)
     print(f"closed: {', '.join(closing)}" if closing else "nothing to close")
     return EXIT_OK
 
