@@ -98,6 +98,7 @@ def test_each_disk_keeps_its_parent_on_the_source(disks_fs: MakeFs, tmp_path: Pa
     run("office")  # full: office holds nothing yet
     random_file(data / "c.bin", MiB)
     run("office")  # incremental on office
+    office_newest = snapshot_names(office.mount / "data" / "data")[-1]
     kept = snapshot_names(local)
     # keep_last 1 keeps office's newest; home's newest is kept too: home's next parent.
     assert home_first in kept and len(kept) == 2, kept
@@ -123,3 +124,11 @@ def test_each_disk_keeps_its_parent_on_the_source(disks_fs: MakeFs, tmp_path: Pa
     assert "disks (this is home; the others as this host remembers them):" in listed.stdout
     assert "disk home (last seen " in listed.stdout and f"newest data/{newest}" in listed.stdout
     assert "kept on the source as that disk's next parent" in listed.stdout
+    # The table: which disks hold each snapshot, and why each side keeps it.
+    rows = {
+        line.split()[0]: line for line in listed.stdout.splitlines() if line.startswith("  data.")
+    }
+    assert "office (newest)" in rows[office_newest], listed.stdout
+    assert "source: next parent for office" in rows[office_newest], listed.stdout
+    assert "home" in rows[newest] and "next parent for home" in rows[newest], listed.stdout
+    assert "disk: next parent, newest, last 5" in rows[newest], listed.stdout

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from coldvault.config.model import Retention
-from coldvault.jobs.retention import plan
+from coldvault.jobs.retention import plan, reasons
 
 
 def daily(days: int, start: datetime = datetime(2024, 1, 1, 3, 0)) -> list[tuple[str, datetime]]:
@@ -106,3 +106,27 @@ def test_keep_last_and_buckets_combine() -> None:
 def test_empty() -> None:
     result = plan([], Retention(keep_last=3, daily=2))
     assert result.keep == () and result.delete == ()
+
+
+def test_reasons_name_every_rule_that_keeps_a_snapshot() -> None:
+    snaps = daily(40)
+    why = reasons(
+        snaps, Retention(keep_last=2, weekly=1, monthly=2), protect={"s-2024-01-05": "parent"}
+    )
+    assert why["s-2024-02-09"] == ["newest", "last 2"]
+    assert why["s-2024-02-08"] == ["last 2"]
+    assert why["s-2024-02-05"] == ["weekly"]  # the Monday: oldest of ISO week 6
+    assert why["s-2024-02-01"] == ["monthly"]
+    assert why["s-2024-01-01"] == ["monthly"]
+    assert why["s-2024-01-05"] == ["parent"]
+    assert why["s-2024-01-06"] == []  # deleted by the next pass
+    # plan keeps exactly what has a reason.
+    kept = plan(snaps, Retention(keep_last=2, weekly=1, monthly=2), protect={"s-2024-01-05"})
+    assert set(kept.keep) == {n for n, r in why.items() if r}
+
+
+def test_reasons_without_a_rule() -> None:
+    assert reasons(daily(2), Retention()) == {
+        "s-2024-01-01": ["no retention rule"],
+        "s-2024-01-02": ["no retention rule"],
+    }

@@ -10,7 +10,7 @@ from coldvault.cli.progress_bar import end_open_line, progress_printer
 from coldvault.config.model import Config, Job
 from coldvault.errors import EXIT_CORRUPT, EXIT_OK
 from coldvault.jobs import runner_for
-from coldvault.jobs.base import RestoreRequest
+from coldvault.jobs.base import RestoreRequest, RunContext
 from coldvault.service.session import disk_session
 from coldvault.system.cancel import CancelToken
 
@@ -87,12 +87,27 @@ def cmd_list(args: argparse.Namespace) -> int:
     """Print the job's snapshots."""
     config = choose_disk(load_config(args), args)
     job = _job(config, args.job)
+    context = _list_context(config, job)
     with disk_session(config, wait_disk=args.wait, wait_lock=args.wait_lock):
-        print(runner_for(job).list(config.job_dir(job)))
+        print(runner_for(job, context).list(config.job_dir(job)))
     if len(config.disks) > 1:
         print(f"disks (this is {config.disk_name}; the others as this host remembers them):")
         print("\n".join(f"  {line}" for line in _disk_notes(config, job)))
     return EXIT_OK
+
+
+def _list_context(config: Config, job: Job) -> RunContext:
+    """What the host remembers of the job's other disks, and whether retention is paused here."""
+    from coldvault.errors import ColdvaultError
+    from coldvault.service import rollback
+    from coldvault.service.state import StateFile
+
+    state = StateFile(config.settings.state_file, disk=config.disk_name)
+    try:
+        paused = bool(state.disk_state().rolled_back)
+    except ColdvaultError:
+        paused = False  # _disk_notes reports the unreadable state file
+    return rollback.context_for(config, job, state, not paused)
 
 
 def _disk_notes(config: Config, job: Job) -> list[str]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -28,9 +29,17 @@ class RunContext:
 
     # False: delete nothing on the backup disk (it went back in time; see service.rollback).
     disk_retention: bool = True
-    # btrfs: ``SOURCE/SNAPSHOT`` the other disks hold as their newest: their next parent,
-    # kept on the source whatever source_retention says.
-    keep_on_source: frozenset[str] = frozenset()
+    # The disk this session opened (``list`` names it among the disks holding a snapshot).
+    disk: str = "default"
+    # The other disks of the job -> the ``SOURCE/SNAPSHOT`` each holds as its newest, as the
+    # host remembers it. btrfs: their next parent, kept on the source whatever
+    # source_retention says.
+    held_elsewhere: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    @property
+    def keep_on_source(self) -> frozenset[str]:
+        """Every ``SOURCE/SNAPSHOT`` another disk holds as its newest."""
+        return frozenset().union(*self.held_elsewhere.values())
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ always kept.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -38,20 +38,40 @@ def plan(
     protect: Collection[str] = (),
 ) -> RetentionPlan:
     """Split ``snapshots`` (name, time) into kept and deleted according to ``rule``."""
+    why = reasons(snapshots, rule, protect={name: "protected" for name in protect})
+    ordered = sorted(snapshots, key=lambda s: s[1], reverse=True)
+    return RetentionPlan(
+        tuple(n for n, _ in ordered if why[n]),
+        tuple(n for n, _ in ordered if not why[n]),
+    )
+
+
+def reasons(
+    snapshots: Sequence[tuple[str, datetime]],
+    rule: Retention,
+    *,
+    protect: Mapping[str, str] | None = None,
+) -> dict[str, list[str]]:
+    """Why each snapshot is kept (``[]``: deleted by the next pass), for ``list`` and :func:`plan`.
+
+    ``protect`` maps a name to the reason it is kept whatever the rule says.
+    """
     ordered = sorted(snapshots, key=lambda s: s[1], reverse=True)
     if rule.keeps_everything:
-        return RetentionPlan(tuple(n for n, _ in ordered), ())
-    keep = set(protect) & {n for n, _ in ordered}
+        return {n: ["no retention rule"] for n, _ in ordered}
+    why: dict[str, list[str]] = {n: [] for n, _ in ordered}
+    for name, reason in (protect or {}).items():
+        if name in why:
+            why[name].append(reason)
     if ordered:
-        keep.add(ordered[0][0])
+        why[ordered[0][0]].append("newest")
     if rule.keep_last is not None:
-        keep.update(n for n, _ in ordered[: rule.keep_last])
+        for name, _ in ordered[: rule.keep_last]:
+            why[name].append(f"last {rule.keep_last}")
     for kind, key in _BUCKETS.items():
-        keep.update(_bucket_keepers(ordered, key, getattr(rule, kind)))
-    return RetentionPlan(
-        tuple(n for n, _ in ordered if n in keep),
-        tuple(n for n, _ in ordered if n not in keep),
-    )
+        for name in _bucket_keepers(ordered, key, getattr(rule, kind)):
+            why[name].append(kind)
+    return why
 
 
 def _bucket_keepers(

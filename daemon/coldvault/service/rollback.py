@@ -97,11 +97,12 @@ def context_for(config: Config, job: Job, state: st.StateFile, disk_retention: b
         disks = state.load_disks()
     except ColdvaultError:
         disks = {}
-    keep: set[str] = set()
-    for name in config.disks_of(job):
-        if name != config.disk_name and name in disks:
-            keep.update(disks[name].marks.get(job.name, {}))
-    return RunContext(disk_retention=disk_retention, keep_on_source=frozenset(keep))
+    held = {
+        name: frozenset(disks[name].marks.get(job.name, {}))
+        for name in config.disks_of(job)
+        if name != config.disk_name and name in disks
+    }
+    return RunContext(disk_retention=disk_retention, disk=config.disk_name, held_elsewhere=held)
 
 
 def disk_notes(config: Config, job: Job, disks: dict[str, st.DiskState]) -> list[str]:

@@ -1,4 +1,9 @@
-"""``coldvault list`` for btrfs jobs: both sides' snapshots, their pairing and sizes."""
+"""``coldvault list`` for btrfs jobs: both sides' snapshots, their pairing and sizes.
+
+With several disks, each snapshot also says which disks hold it (this one as read,
+the others as the host remembers their newest) and why each side keeps it: the
+retention rule's reasons, or being some disk's next incremental parent.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +13,22 @@ from pathlib import Path
 
 from coldvault.config.model import BtrfsJob
 from coldvault.errors import ColdvaultError, JobError
-from coldvault.jobs.btrfs import diskdir, diskstate, snapshots, subvol
+from coldvault.jobs import retention
+from coldvault.jobs.base import RunContext
+from coldvault.jobs.btrfs import diskdir, diskstate, prune, snapshots, subvol
 from coldvault.jobs.btrfs.sources import Source, job_sources
 from coldvault.jobs.btrfs.subvol import Subvolume
 from coldvault.progress import human_bytes
 from coldvault.system.beneath import SafeDir
 
-HEADER = f"  {'NAME':<34} {'SOURCE':<7} {'BACKUP':<11} {'PAIRED':<7} {'SIZE (total/exclusive)':<24}"
+HEADER = (
+    f"  {'NAME':<34} {'SOURCE':<7} {'BACKUP':<11} {'PAIRED':<7} {'SIZE (total/exclusive)':<24} "
+    f"{'DISKS':<18} WHY KEPT / LINKS"
+)
 
 
-def listing(job: BtrfsJob, job_dir: Path) -> str:
-    """A table per source: snapshot name, on source, on backup, paired, size, links."""
+def listing(job: BtrfsJob, job_dir: Path, context: RunContext) -> str:
+    """A table per source: name, on source, on backup, paired, size, disks, why kept, links."""
     out = []
     with contextlib.ExitStack() as stack:
         try:
@@ -28,7 +38,7 @@ def listing(job: BtrfsJob, job_dir: Path) -> str:
         except JobError:
             job_folder = None  # no backup yet: the source side is still worth listing
         for src in job_sources(job):
-            out += _source_table(src, job_folder, job_dir)
+            out += _source_table(job, src, job_folder, job_dir, context)
     return "\n".join(out)
 
 
@@ -66,7 +76,9 @@ def _read_side(open_folder: Callable[[], SafeDir | None], source: str) -> Found:
         return {}, {}, [str(exc)], {}
 
 
-def _source_table(src: Source, job_folder: SafeDir | None, job_dir: Path) -> list[str]:
+def _source_table(
+    job: BtrfsJob, src: Source, job_folder: SafeDir | None, job_dir: Path, context: RunContext
+) -> list[str]:
     def local_folder() -> SafeDir | None:
         return SafeDir.open_root(src.snapshot_dir) if src.snapshot_dir.is_dir() else None
 
@@ -86,19 +98,73 @@ def _source_table(src: Source, job_folder: SafeDir | None, job_dir: Path) -> lis
     if not names:
         lines.append("  no snapshots yet")
         return lines
+    paired = {n for n in names if _paired(local.get(n), remote.get(n))}
+    holders = _holders(src.name, remote, context)
+    why = _why_kept(job, src.name, local, remote, paired, holders, context)
     lines.append(HEADER)
     for name in names:
         here, there = local.get(name), remote.get(name)
         backup = "-" if there is None else ("complete" if there.complete else "INCOMPLETE")
-        paired = "yes" if here and there and there.received_uuid == here.uuid else "no"
         size = sizes.get(there.uuid) if there else None
         size_text = f"{human_bytes(size[0])} / {human_bytes(size[1])}" if size else "-"
-        marks = ", ".join(links.get(name, []))
+        disks = ", ".join(holders.get(name, [])) or "-"
+        notes = "; ".join([*why.get(name, []), *(f"link {k}" for k in links.get(name, []))])
         lines.append(
-            f"  {name:<34} {'yes' if here else '-':<7} {backup:<11} {paired:<7} "
-            f"{size_text:<24} {marks}".rstrip()
+            f"  {name:<34} {'yes' if here else '-':<7} {backup:<11} "
+            f"{'yes' if name in paired else 'no':<7} {size_text:<24} {disks:<18} {notes}".rstrip()
         )
     return lines
+
+
+def _paired(here: Subvolume | None, there: Subvolume | None) -> bool:
+    return bool(here and there and there.received_uuid == here.uuid)
+
+
+def _holders(
+    source: str, remote: dict[str, Subvolume], context: RunContext
+) -> dict[str, list[str]]:
+    """Snapshot name -> the disks holding it: this one as read, the others as remembered."""
+    held: dict[str, list[str]] = {n: [context.disk] for n, s in remote.items() if s.complete}
+    prefix = f"{source}/"
+    for disk, keys in sorted(context.held_elsewhere.items()):
+        for key in keys:
+            if key.startswith(prefix):
+                held.setdefault(key[len(prefix) :], []).append(f"{disk} (newest)")
+    return held
+
+
+def _why_kept(
+    job: BtrfsJob,
+    source: str,
+    local: dict[str, Subvolume],
+    remote: dict[str, Subvolume],
+    paired: set[str],
+    holders: dict[str, list[str]],
+    context: RunContext,
+) -> dict[str, list[str]]:
+    """Per name, why the source side and the disk side keep it (as the next run would)."""
+    parent = max(paired, key=_order) if paired else None
+    needed_by: dict[str, list[str]] = {parent: [context.disk]} if parent else {}
+    for disk, keys in sorted(context.held_elsewhere.items()):
+        for key in keys:
+            held_source, _, name = key.partition("/")
+            if held_source == source:
+                needed_by.setdefault(name, []).append(disk)
+    src_protect = {n: f"next parent for {', '.join(d)}" for n, d in needed_by.items()}
+    out: dict[str, list[str]] = {}
+    sides = [("source", local, job.source_retention, src_protect)]
+    sides.append(("disk", remote, job.target_retention, {parent: "next parent"} if parent else {}))
+    for side, found, rule, protect in sides:
+        kept = retention.reasons(prune.dated(found, source), rule, protect=protect)
+        for name in found:
+            if name not in kept:
+                text = "renamed by hand, never deleted"
+            elif side == "disk" and not context.disk_retention:
+                text = "retention paused (disk went back in time)"
+            else:
+                text = ", ".join(kept[name]) or "deleted by the next run"
+            out.setdefault(name, []).append(f"{side}: {text}")
+    return out
 
 
 def _order(name: str) -> tuple[str, int]:

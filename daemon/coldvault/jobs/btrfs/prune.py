@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
-from datetime import timedelta
+from collections.abc import Collection, Iterable
+from datetime import datetime, timedelta
 
 from coldvault.config.model import Retention
 from coldvault.jobs import retention
@@ -34,12 +34,7 @@ def prune(
     visible), and one transaction commit follows the batch, as
     ``btrfs subvolume delete --commit-after`` does. Returns the deleted names.
     """
-    named = []
-    for snap in found.named(source):
-        parsed = parse_name(snap.path.name)
-        assert parsed is not None
-        # Same-second snapshots (``_N`` suffix) must still order newest first.
-        named.append((parsed.name, parsed.when + timedelta(microseconds=parsed.seq)))
+    named = dated((snap.path.name for snap in found.named(source)), source)
     decision = retention.plan(named, rule, protect=protect)
     if not decision.delete:
         return []
@@ -49,3 +44,14 @@ def prune(
         crashpoint.reached(f"btrfs.prune-{side}")
     subvol.commit(folder)
     return list(decision.delete)
+
+
+def dated(names: Iterable[str], source: str) -> list[tuple[str, datetime]]:
+    """The names of the ``<source>.<time>`` pattern with their time: what retention sees."""
+    out = []
+    for name in names:
+        parsed = parse_name(name)
+        if parsed is not None and parsed.source == source:
+            # Same-second snapshots (``_N`` suffix) must still order newest first.
+            out.append((name, parsed.when + timedelta(microseconds=parsed.seq)))
+    return out

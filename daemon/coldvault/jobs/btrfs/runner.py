@@ -194,7 +194,7 @@ class BtrfsRunner:
         """Both sides' snapshots, which pairs correlate, and sizes."""
         from coldvault.jobs.btrfs.listing import listing
 
-        return listing(self.job, job_dir)
+        return listing(self.job, job_dir, self.context)
 
 
 def _prepare(
