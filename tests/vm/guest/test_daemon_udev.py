@@ -31,6 +31,24 @@ def _wait(what: str, pred: object, proc: subprocess.Popen[bytes], log: Path) -> 
     raise AssertionError(f"timed out waiting for {what}:\n{log.read_text()}")
 
 
+def start_daemon(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    """``coldvault daemon`` on ``config`` (output in ``log``), once it says it started."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "coldvault", "-c", str(config), "daemon"],
+            stdout=out,
+            stderr=out,
+            cwd=ROOT,
+        )
+    try:
+        _wait("daemon start", lambda: "coldvault daemon started" in log.read_text(), proc, log)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc
+
+
 def _set_autoactivation(disk: BackupDisk, on: bool) -> None:
     """Switch LVM autoactivation of the disk's volume group (needs LUKS open to see it)."""
     disk.open_by_hand("luks")
@@ -71,14 +89,7 @@ def _plug_cycle(disk: BackupDisk, tmp_path: Path, *, autoactivation: bool) -> No
     sh("udevadm", "settle")
     proc = None
     try:
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "coldvault", "-c", str(path), "daemon"],
-                stdout=out,
-                stderr=out,
-                cwd=ROOT,
-            )
-        _wait("daemon start", lambda: "coldvault daemon started" in log.read_text(), proc, log)
+        proc = start_daemon(path, log)
         assert "udev block events" in log.read_text()
         assert not state.exists()  # nothing ran: the disk is absent
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tests.conftest import ROOT, require
 from tests.vm.guest.conftest import mounted, sh
-from tests.vm.guest.test_daemon_udev import WAIT, _wait
+from tests.vm.guest.test_daemon_udev import WAIT, _wait, start_daemon
 
 SECTORS = 48 * 2048  # 48 MiB: the LUKS2 header takes 16
 
@@ -135,14 +135,7 @@ def test_two_luks_disks_plugged_in_turn_through_udev(tmp_path: Path) -> None:
     log = tmp_path / "daemon.log"
     proc = None
     try:
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "coldvault", "-c", str(config), "daemon"],
-                stdout=out,
-                stderr=out,
-                cwd=ROOT,
-            )
-        _wait("daemon start", lambda: "coldvault daemon started" in log.read_text(), proc, log)
+        proc = start_daemon(config, log)
         for disk in (home, office):
             disk.plug()  # udev announces the new block device
             _wait(f"backup on {disk.name}", lambda d=disk: _succeeded_on(state, d.name), proc, log)
