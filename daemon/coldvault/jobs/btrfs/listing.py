@@ -99,8 +99,11 @@ def _source_table(
         lines.append("  no snapshots yet")
         return lines
     paired = {n for n in names if _paired(local.get(n), remote.get(n))}
-    holders = _holders(src.name, remote, context)
-    why = _why_kept(job, src.name, local, remote, paired, holders, context)
+    elsewhere = _elsewhere(src.name, context)
+    holders: dict[str, list[str]] = {n: [context.disk] for n, s in remote.items() if s.complete}
+    for snap, others in elsewhere.items():
+        holders.setdefault(snap, []).extend(f"{d} (newest)" for d in others)
+    why = _why_kept(job, src.name, (local, remote), paired, elsewhere, context)
     lines.append(HEADER)
     for name in names:
         here, there = local.get(name), remote.get(name)
@@ -120,41 +123,38 @@ def _paired(here: Subvolume | None, there: Subvolume | None) -> bool:
     return bool(here and there and there.received_uuid == here.uuid)
 
 
-def _holders(
-    source: str, remote: dict[str, Subvolume], context: RunContext
-) -> dict[str, list[str]]:
-    """Snapshot name -> the disks holding it: this one as read, the others as remembered."""
-    held: dict[str, list[str]] = {n: [context.disk] for n, s in remote.items() if s.complete}
-    prefix = f"{source}/"
+def _elsewhere(source: str, context: RunContext) -> dict[str, list[str]]:
+    """Snapshot name -> the other disks holding it as their newest, as the host remembers."""
+    out: dict[str, list[str]] = {}
     for disk, keys in sorted(context.held_elsewhere.items()):
         for key in keys:
-            if key.startswith(prefix):
-                held.setdefault(key[len(prefix) :], []).append(f"{disk} (newest)")
-    return held
+            held_source, _, name = key.partition("/")
+            if held_source == source:
+                out.setdefault(name, []).append(disk)
+    return out
 
 
 def _why_kept(
     job: BtrfsJob,
     source: str,
-    local: dict[str, Subvolume],
-    remote: dict[str, Subvolume],
+    sides: tuple[dict[str, Subvolume], dict[str, Subvolume]],
     paired: set[str],
-    holders: dict[str, list[str]],
+    elsewhere: dict[str, list[str]],
     context: RunContext,
 ) -> dict[str, list[str]]:
     """Per name, why the source side and the disk side keep it (as the next run would)."""
+    local, remote = sides
     parent = max(paired, key=_order) if paired else None
     needed_by: dict[str, list[str]] = {parent: [context.disk]} if parent else {}
-    for disk, keys in sorted(context.held_elsewhere.items()):
-        for key in keys:
-            held_source, _, name = key.partition("/")
-            if held_source == source:
-                needed_by.setdefault(name, []).append(disk)
+    for name, disks in elsewhere.items():
+        needed_by.setdefault(name, []).extend(disks)
     src_protect = {n: f"next parent for {', '.join(d)}" for n, d in needed_by.items()}
+    disk_protect = {parent: "next parent"} if parent else {}
     out: dict[str, list[str]] = {}
-    sides = [("source", local, job.source_retention, src_protect)]
-    sides.append(("disk", remote, job.target_retention, {parent: "next parent"} if parent else {}))
-    for side, found, rule, protect in sides:
+    for side, found, rule, protect in (
+        ("source", local, job.source_retention, src_protect),
+        ("disk", remote, job.target_retention, disk_protect),
+    ):
         kept = retention.reasons(prune.dated(found, source), rule, protect=protect)
         for name in found:
             if name not in kept:
