@@ -8,10 +8,12 @@ from pathlib import Path
 from coldvault.cli.common import add_disk_option, choose_disk, jobs_named, load_config
 from coldvault.cli.progress_bar import end_open_line, progress_printer
 from coldvault.config.model import Config, Job
-from coldvault.errors import EXIT_CORRUPT, EXIT_OK
+from coldvault.errors import EXIT_CORRUPT, EXIT_OK, ColdvaultError
 from coldvault.jobs import runner_for
 from coldvault.jobs.base import RestoreRequest, RunContext
+from coldvault.service import rollback
 from coldvault.service.session import disk_session
+from coldvault.service.state import StateFile
 from coldvault.system.cancel import CancelToken
 
 
@@ -87,22 +89,18 @@ def cmd_list(args: argparse.Namespace) -> int:
     """Print the job's snapshots."""
     config = choose_disk(load_config(args), args)
     job = _job(config, args.job)
-    context = _list_context(config, job)
+    state = StateFile(config.settings.state_file, disk=config.disk_name)
+    context = _list_context(config, job, state)
     with disk_session(config, wait_disk=args.wait, wait_lock=args.wait_lock):
         print(runner_for(job, context).list(config.job_dir(job)))
     if len(config.disks) > 1:
         print(f"disks (this is {config.disk_name}; the others as this host remembers them):")
-        print("\n".join(f"  {line}" for line in _disk_notes(config, job)))
+        print("\n".join(f"  {line}" for line in _disk_notes(config, job, state)))
     return EXIT_OK
 
 
-def _list_context(config: Config, job: Job) -> RunContext:
+def _list_context(config: Config, job: Job, state: StateFile) -> RunContext:
     """What the host remembers of the job's other disks, and whether retention is paused here."""
-    from coldvault.errors import ColdvaultError
-    from coldvault.service import rollback
-    from coldvault.service.state import StateFile
-
-    state = StateFile(config.settings.state_file, disk=config.disk_name)
     try:
         paused = bool(state.disk_state().rolled_back)
     except ColdvaultError:
@@ -110,13 +108,9 @@ def _list_context(config: Config, job: Job) -> RunContext:
     return rollback.context_for(config, job, state, not paused)
 
 
-def _disk_notes(config: Config, job: Job) -> list[str]:
-    from coldvault.errors import ColdvaultError
-    from coldvault.service import rollback
-    from coldvault.service.state import StateFile
-
+def _disk_notes(config: Config, job: Job, state: StateFile) -> list[str]:
     try:
-        disks = StateFile(config.settings.state_file).load_disks()
+        disks = state.load_disks()
     except ColdvaultError as exc:
         return [f"state file unreadable: {exc.message}"]
     return rollback.disk_notes(config, job, disks)

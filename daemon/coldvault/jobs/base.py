@@ -36,10 +36,15 @@ class RunContext:
     # source_retention says.
     held_elsewhere: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
-    @property
-    def keep_on_source(self) -> frozenset[str]:
-        """Every ``SOURCE/SNAPSHOT`` another disk holds as its newest."""
-        return frozenset().union(*self.held_elsewhere.values())
+    def held_by(self, source: str) -> dict[str, list[str]]:
+        """Snapshot name of ``source`` -> the other disks holding it as their newest."""
+        out: dict[str, list[str]] = {}
+        for disk, keys in sorted(self.held_elsewhere.items()):
+            for key in keys:
+                held_source, _, name = key.partition("/")
+                if held_source == source:
+                    out.setdefault(name, []).append(disk)
+        return out
 
 
 @dataclass(frozen=True)

@@ -39,10 +39,9 @@ def plan(
 ) -> RetentionPlan:
     """Split ``snapshots`` (name, time) into kept and deleted according to ``rule``."""
     why = reasons(snapshots, rule, protect={name: "protected" for name in protect})
-    ordered = sorted(snapshots, key=lambda s: s[1], reverse=True)
     return RetentionPlan(
-        tuple(n for n, _ in ordered if why[n]),
-        tuple(n for n, _ in ordered if not why[n]),
+        tuple(n for n, r in why.items() if r),
+        tuple(n for n, r in why.items() if not r),
     )
 
 
@@ -52,7 +51,8 @@ def reasons(
     *,
     protect: Mapping[str, str] | None = None,
 ) -> dict[str, list[str]]:
-    """Why each snapshot is kept (``[]``: deleted by the next pass), for ``list`` and :func:`plan`.
+    """Why each snapshot is kept (``[]``: deleted by the next pass), newest first (:func:`plan`
+    keeps that order; ``list`` shows the reasons).
 
     ``protect`` maps a name to the reason it is kept whatever the rule says.
     """

@@ -99,7 +99,7 @@ def _source_table(
         lines.append("  no snapshots yet")
         return lines
     paired = {n for n in names if _paired(local.get(n), remote.get(n))}
-    elsewhere = _elsewhere(src.name, context)
+    elsewhere = context.held_by(src.name)
     holders: dict[str, list[str]] = {n: [context.disk] for n, s in remote.items() if s.complete}
     for snap, others in elsewhere.items():
         holders.setdefault(snap, []).extend(f"{d} (newest)" for d in others)
@@ -121,17 +121,6 @@ def _source_table(
 
 def _paired(here: Subvolume | None, there: Subvolume | None) -> bool:
     return bool(here and there and there.received_uuid == here.uuid)
-
-
-def _elsewhere(source: str, context: RunContext) -> dict[str, list[str]]:
-    """Snapshot name -> the other disks holding it as their newest, as the host remembers."""
-    out: dict[str, list[str]] = {}
-    for disk, keys in sorted(context.held_elsewhere.items()):
-        for key in keys:
-            held_source, _, name = key.partition("/")
-            if held_source == source:
-                out.setdefault(name, []).append(disk)
-    return out
 
 
 def _why_kept(

@@ -131,7 +131,7 @@ class BtrfsRunner:
 
     def _prune(self, src: Source, local: SafeDir, target: SafeDir, *, protect: str) -> None:
         """Retention on both sides; the source keeps what other disks need as their parent."""
-        rules = [(local, "source", self.job.source_retention, self._keep_on_source(src))]
+        rules = [(local, "source", self.job.source_retention, set(self.context.held_by(src.name)))]
         if self.context.disk_retention:
             rules.insert(0, (target, "target", self.job.target_retention, set()))
         else:
@@ -141,11 +141,6 @@ class BtrfsRunner:
         for folder, side, rule, keep in rules:
             found = snapshots.scan(folder, src.name)
             prune.prune(folder, found, src.name, rule, protect={protect, *keep}, side=side)
-
-    def _keep_on_source(self, src: Source) -> set[str]:
-        """The snapshots of ``src`` other disks hold as their newest (``SOURCE/NAME`` keys)."""
-        prefix = f"{src.name}/"
-        return {k[len(prefix) :] for k in self.context.keep_on_source if k.startswith(prefix)}
 
     def _meter(
         self, src: Source, state: diskstate.DiskState, kind: str, progress: ProgressCallback
