@@ -54,7 +54,8 @@ class Server:
         )
         if probe.returncode != 0:
             init = self.restic(password_file, "init")
-            subprocess.run(init, env=env, capture_output=True, check=True, timeout=120)
+            done = subprocess.run(init, env=env, capture_output=True, check=False, timeout=120)
+            assert done.returncode == 0, f"restic init failed: {done.stderr.decode()[-2000:]}"
 
 
 def free_port() -> int:
@@ -183,8 +184,9 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     ports = {name: free_port() for name in ("master", "volume", "filer", "s3")}
     argv = [weed, "server", "-s3", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={base / 'data'}"]
     argv += [f"-{name}.port={port}" for name, port in ports.items()]
-    # weed's gRPC ports default to port + 10000: pick free ones explicitly.
-    argv += [f"-{name}.port.grpc={free_port()}" for name in ("master", "volume", "filer")]
+    # weed's gRPC ports default to port + 10000, past 65535 for a port above 55535
+    # (weed then dies after its HTTP port opened): pick free ones explicitly.
+    argv += [f"-{name}.port.grpc={free_port()}" for name in ports]
     argv += [f"-s3.config={base / 's3.json'}"]
     process = _start(argv, base / "weed.log")
     try:
