@@ -13,7 +13,7 @@ from collections.abc import Sequence
 EXIT_OK = 0
 EXIT_FAILURE = 1  # a job or an operation failed
 EXIT_USAGE = 2  # bad command line (argparse), or it names an unknown job
-EXIT_DISK_ABSENT = 3  # the backup disk did not appear in time
+EXIT_DISK_ABSENT = 3  # the backup disk did not appear in time, or a repository is unreachable
 EXIT_TOKEN = 4  # the disk's token was missing or wrong: nothing was written
 EXIT_BUSY = 5  # another coldvault run holds the lock
 EXIT_CORRUPT = 6  # verify found corrupt or missing data
@@ -121,6 +121,16 @@ class IntegrityError(JobError):
     """Stored data does not match its manifest (corrupt or missing parts)."""
 
     exit_code = EXIT_CORRUPT
+
+
+class OffsiteError(ColdvaultError):
+    """An offsite copy through restic failed (wrong password, locked, full, damaged)."""
+
+
+class OffsiteUnreachable(OffsiteError):
+    """The offsite repository cannot be reached now (network down, server off): retried later."""
+
+    exit_code = EXIT_DISK_ABSENT
 
 
 _OS_ERROR_HINTS = {

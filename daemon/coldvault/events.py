@@ -39,6 +39,9 @@ class Event(Enum):
     VERIFY_FAILED = "2f1c7b0e6a8d4c59b3e1f0a4d6c8e241"
     DISK_DONE = "2f1c7b0e6a8d4c59b3e1f0a4d6c8e250"
     NOTIFY_FAILED = "2f1c7b0e6a8d4c59b3e1f0a4d6c8e251"
+    OFFSITE_FINISHED = "2f1c7b0e6a8d4c59b3e1f0a4d6c8e260"
+    OFFSITE_FAILED = "2f1c7b0e6a8d4c59b3e1f0a4d6c8e261"
+    OFFSITE_SKIPPED = "2f1c7b0e6a8d4c59b3e1f0a4d6c8e262"
 
     @property
     def message_id(self) -> str:

@@ -823,7 +823,7 @@ def test_merge_chain_longer_than_the_recursion_limit(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load(path)
     assert info.value.message.splitlines() == [
-        f"{path}:1:1: x: unknown key, expected one of: disk, disks, jobs, settings"
+        f"{path}:1:1: x: unknown key, expected one of: disk, disks, jobs, offsite, settings"
     ]
 
 

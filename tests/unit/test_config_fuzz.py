@@ -102,6 +102,9 @@ GOOD: dict[str, list[Any]] = {
     "ping_url": ["https://hc-ping.com/abc", "http://127.0.0.1:9/p/{job}"],
     "apprise_url": ["json://127.0.0.1:9/", "ntfys://ntfy.example.org/backups"],
     "notify_events": [["failure"], "disk_done", ["failure", "overdue"]],
+    "job_names": [[]],
+    "data_subset": ["5%", "1/10", None],
+    "restic_repository": ["/srv/restic", "sftp:u@h:/r", "rest:http://127.0.0.1:8000/r"],
 }
 
 
@@ -132,7 +135,7 @@ def section(
         if spec.flat is not None and spec.section is not None:
             # Merged into the parent mapping below (flat keys such as every, before).
             optional[f.name] = section(spec.section, depth + 1, bad).map(_only(spec.flat))
-        elif spec.convert == "notify_targets" and spec.section is not None:
+        elif spec.convert == "section_list" and spec.section is not None:
             items = st.lists(section(spec.section, depth + 1, bad), max_size=2)
             optional[f.name] = mostly(items, bad)
         elif spec.section is not None and depth < 3:

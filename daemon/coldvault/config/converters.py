@@ -35,6 +35,10 @@ MAX_POLL_SECONDS = 86400.0
 MAX_SIZE = 1 << 60  # 1 EiB: no key takes more
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\x00-\x1f\x7f]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# restic's repository prefixes (a repository without one is a local folder).
+RESTIC_BACKENDS = ("azure", "b2", "gs", "rclone", "rest", "s3", "sftp", "swift")
+_SUBSET_PERCENT = re.compile(r"(\d+(?:\.\d+)?)%")
+_SUBSET_FRACTION = re.compile(r"(\d+)/(\d+)")
 _TYPED = ("int", "float", "bool")
 
 JOB_NAME = re.compile(r"[A-Za-z0-9._-]+")
@@ -321,6 +325,39 @@ class Reader:
     def apprise_url(self, node: Node, path: str) -> str:
         """An Apprise URL (a secret); the scheme is checked when sending."""
         return self.secret_url(node, path)
+
+    def restic_repository(self, node: Node, path: str) -> str:
+        """A restic repository string (a secret): a backend prefix, or an absolute folder."""
+        if not isinstance(node, ScalarNode) or is_null(node) or not str(node.value).strip():
+            raise Invalid(f"found {describe(node)}, expected a restic repository string")
+        value = str(node.value).strip()
+        if _CONTROL.search(value):
+            raise Invalid(
+                "found a repository with a control character (not shown: it may hold a secret)"
+            )
+        prefix, sep, _rest = value.partition(":")
+        if value.startswith("/") or (sep and prefix in RESTIC_BACKENDS):
+            return value
+        raise Invalid(
+            "found a repository that is neither an absolute folder nor "
+            f"{', '.join(p + ':' for p in RESTIC_BACKENDS)} (not shown: it may hold a secret)",
+            hint="for example sftp:user@host:/srv/restic or rest:https://host:8000/repo",
+        )
+
+    def data_subset(self, node: Node, path: str) -> str | None:
+        """``restic check --read-data-subset``: ``N%`` (0 < N <= 100) or ``n/t`` (1 <= n <= t)."""
+        if is_null(node):
+            return None
+        value = self.plain_text(node, path).strip()
+        percent = _SUBSET_PERCENT.fullmatch(value)
+        fraction = _SUBSET_FRACTION.fullmatch(value)
+        if percent and 0 < float(percent[1]) <= 100:
+            return value
+        if fraction and 1 <= int(fraction[1]) <= int(fraction[2]):
+            return value
+        raise Invalid(
+            f"found {describe(node)}, expected a share of the data such as 5% or 1/10, or null"
+        )
 
     def notify_events(self, node: Node, path: str) -> tuple[str, ...]:
         """A list of notification event names."""

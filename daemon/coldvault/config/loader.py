@@ -31,11 +31,13 @@ from coldvault.config.model import (
     ImageJob,
     Job,
     Key,
+    OffsiteTarget,
     Settings,
     default_of,
     key_of,
     yaml_keys,
 )
+from coldvault.config.offsite import read_offsite
 from coldvault.config.problems import Invalid, Reported, TooMuchWork
 from coldvault.config.reading import decode, read_file, read_stdin
 from coldvault.config.sections import Section
@@ -91,7 +93,7 @@ def converter(reader: Reader, spec: Key) -> Callable[[Node, str], Any]:
     if spec.convert == "section" and spec.section is not None:
         cls = spec.section
         return lambda node, path: _section(reader, cls, node, path)
-    if spec.convert == "notify_targets" and spec.section is not None:
+    if spec.convert == "section_list" and spec.section is not None:
         cls = spec.section
         return lambda node, path: _sections(reader, cls, node, path)
     if spec.convert == "choice":
@@ -108,6 +110,9 @@ def converter(reader: Reader, spec: Key) -> Callable[[Node, str], Any]:
         "absolute_paths": reader.list_of(reader.absolute_path),
         "boolean": reader.boolean,
         "disk_names": reader.list_of(reader.name),
+        "job_names": reader.list_of(reader.name),
+        "data_subset": reader.data_subset,
+        "restic_repository": reader.restic_repository,
         "count": reader.integer,
         "duration": reader.duration,
         "duration_or_never": reader.duration_or_never,
@@ -319,6 +324,8 @@ def load_text(text: str, source_name: str, base_dir: Path) -> Config:
         disks = read_disks(reader, top, disk, lambda sec: _build(reader, DiskConfig, sec))
         settings = top.get("settings", lambda n, p: _section(reader, Settings, n, p), Settings())
         jobs = _jobs(reader, top, disks)
+        build = lambda n, p: _section(reader, OffsiteTarget, n, p)  # noqa: E731
+        offsite = read_offsite(reader, top, jobs, build)
     except TooMuchWork as exc:
         reader.problems.add(
             where(exc.node),
@@ -338,6 +345,7 @@ def load_text(text: str, source_name: str, base_dir: Path) -> Config:
         disk=disks[0].config,
         disks=disks,
         jobs=jobs,
+        offsite=offsite,
         settings=settings,
         disk_name=disks[0].name,
         warnings=warnings,

@@ -34,6 +34,7 @@ MAX_BLOCK_SIZE = 64 * MiB  # one block is held in memory per read
 MAX_PART_SIZE = 64 * GiB
 HASHES = ("blake3", "sha256")
 JOB_TYPES = ("image", "btrfs")
+OFFSITE_FROM = ("disk", "source")
 
 
 def default_lv_name() -> str:
@@ -237,6 +238,12 @@ class BtrfsJob:
     compressed_data: bool = key(
         "boolean", "send compressed extents as they are (btrfs send --compressed-data)", False
     )
+    offsite_from: str = key(
+        "choice",
+        "offsite copies from the disk's received snapshot, or from the source side's newest",
+        "disk",
+        choices=OFFSITE_FROM,
+    )
     disks: tuple[str, ...] = key("disk_names", _DISKS_HELP, ())
     when: When = key("section", _WHEN_HELP, factory=When, section=When, flat=yaml_keys(When))
     hooks: Hooks = key("section", _HOOKS_HELP, factory=Hooks, section=Hooks, flat=HOOK_KEYS)
@@ -339,6 +346,62 @@ class NotifyTarget:
 
 
 @dataclass(frozen=True)
+class OffsiteCheck:
+    """When and how much ``restic check`` reads of an offsite repository."""
+
+    every: timedelta | None = key(
+        "duration_or_never",
+        "check when the last check is older than this; never: only by hand",
+        timedelta(days=30),
+    )
+    read_data_subset: str | None = key(
+        "data_subset", "pack data read per check: 5%, 1/10 or a size (null: metadata only)", "5%"
+    )
+
+
+def _offsite_retention() -> Retention:
+    return Retention(keep_last=7, daily=14, weekly=8, monthly=12)
+
+
+@dataclass(frozen=True)
+class OffsiteTarget:
+    """``offsite:`` entry: a restic repository that receives each job's newest backup."""
+
+    name: str = key("name", "unique name of this offsite copy", required=True)
+    repository: str = key(
+        "restic_repository",
+        "any restic repository string (never shown: it may hold a secret)",
+        required=True,
+    )
+    password_file: Path = key(
+        "key_file", "the repository password; root's, mode 600, like the LUKS key", required=True
+    )
+    env_file: Path | None = key(
+        "key_file", "optional NAME=value lines for the backend (AWS_..., B2_...); same rules", None
+    )
+    jobs: tuple[str, ...] = key("job_names", "the jobs copied (default: every job)", ())
+    when: When = key(
+        "section",
+        "when copies are due: every, at (neither: after every disk session)",
+        factory=When,
+        section=When,
+        flat=("every", "at"),
+    )
+    retention: Retention = key(
+        "section",
+        "restic forget rules per job (default keep_last 7, daily 14, weekly 8, monthly 12)",
+        factory=_offsite_retention,
+        section=Retention,
+    )
+    check: OffsiteCheck = key(
+        "section",
+        "restic check: every, read_data_subset",
+        factory=OffsiteCheck,
+        section=OffsiteCheck,
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     """Where the daemon keeps its state, and global hooks."""
 
@@ -366,7 +429,7 @@ class Settings:
         "ping_url", "ping URL of every job without its own; {job} is replaced by the job name", None
     )
     notify: tuple[NotifyTarget, ...] = key(
-        "notify_targets", "Apprise notifications: a list of {url, on}", (), section=NotifyTarget
+        "section_list", "Apprise notifications: a list of {url, on}", (), section=NotifyTarget
     )
     metrics_file: Path | None = key(
         "file_not_folder",
@@ -403,6 +466,12 @@ class Config:
         "disks", "several backup disks in rotation: each a disk mapping plus name", ()
     )
     jobs: tuple[Job, ...] = key("jobs", "the backup jobs", ())
+    offsite: tuple[OffsiteTarget, ...] = key(
+        "section_list",
+        "offsite copies through restic: a list of targets",
+        (),
+        section=OffsiteTarget,
+    )
     settings: Settings = key("section", "the daemon's settings", factory=Settings, section=Settings)
     # Not keys: which disk ``disk`` is (see for_disk), and what validation warned about.
     disk_name: str = DEFAULT_DISK
@@ -445,6 +514,17 @@ class Config:
     def verify_schedule(self, job: Job) -> VerifySchedule:
         """When ``job`` is verified by the daemon: its own ``verify:`` or the default."""
         return job.verify if job.verify is not None else self.settings.verify
+
+    def offsite_jobs(self, target: OffsiteTarget) -> tuple[Job, ...]:
+        """The jobs copied to ``target`` (every job when it names none), in job order."""
+        return tuple(j for j in self.jobs if not target.jobs or j.name in target.jobs)
+
+    def offsite_target(self, name: str) -> OffsiteTarget:
+        """The offsite target called ``name``; KeyError when there is none."""
+        for target in self.offsite:
+            if target.name == name:
+                return target
+        raise KeyError(name)
 
     def job_dir(self, job: Job) -> Path:
         """Where ``job`` keeps its backups."""

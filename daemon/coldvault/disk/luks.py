@@ -10,8 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import stat
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,8 +17,8 @@ from coldvault.config.model import LuksConfig
 from coldvault.disk.layers import QUICK_TIMEOUT, SLOW_TIMEOUT, LayerStatus, settle
 from coldvault.errors import CommandError, DiskError
 from coldvault.system import proc
-from coldvault.system.beneath import UnexpectedEntry, open_regular
 from coldvault.system.cancel import CancelToken
+from coldvault.system.secretfile import opened_secret
 
 log = logging.getLogger("coldvault.disk.luks")
 
@@ -33,44 +31,12 @@ _EXIT_WRONG_KEY = 2
 def opened_key_file(key_file: Path) -> Iterator[Path]:
     """Open and check the key file; yield a path that reaches exactly the file checked.
 
-    The file is opened without blocking (a FIFO there must not hang the run) and
-    only a regular file owned by root with mode 600 or stricter is accepted, judged
-    on the open descriptor. cryptsetup is given ``/proc/PID/fd/N`` (Linux), so it
-    reads the very file that was checked even if the name is replaced meanwhile.
+    Only a regular file owned by root with mode 600 or stricter is accepted
+    (:mod:`coldvault.system.secretfile`); cryptsetup reads it through the yielded path.
     """
-    try:
-        fd = open_regular(key_file)
-    except FileNotFoundError:
-        raise DiskError(
-            f"LUKS key file {key_file} does not exist",
-            hint="set disk.luks.key_file to the key that unlocks the backup disk",
-        ) from None
-    except UnexpectedEntry as exc:
-        raise DiskError(
-            f"LUKS key file {key_file} is not a regular file (it is a {exc.found})"
-        ) from None
-    except OSError as exc:
-        raise DiskError(f"cannot read LUKS key file {key_file}: {exc.strerror}") from None
-    try:
-        _check_owner_and_mode(os.fstat(fd), key_file)
-        linux = sys.platform.startswith("linux")
-        yield Path(f"/proc/{os.getpid()}/fd/{fd}") if linux else key_file
-    finally:
-        os.close(fd)
-
-
-def _check_owner_and_mode(st: os.stat_result, key_file: Path) -> None:
-    if st.st_uid != 0:
-        raise DiskError(
-            f"LUKS key file {key_file} is owned by uid {st.st_uid}, not root",
-            hint=f"chown root:root {key_file}",
-        )
-    if st.st_mode & 0o077:
-        raise DiskError(
-            f"LUKS key file {key_file} is readable or writable by group or others "
-            f"(mode {stat.S_IMODE(st.st_mode):04o})",
-            hint=f"chmod 600 {key_file}",
-        )
+    hint = "set disk.luks.key_file to the key that unlocks the backup disk"
+    with opened_secret(key_file, "LUKS key file", DiskError, hint) as (_fd, reachable):
+        yield reachable
 
 
 def check_key_file(key_file: Path) -> None:

@@ -14,8 +14,8 @@ from coldvault.config.model import Config
 DROPIN_DIR = "coldvault.service.d"
 DROPIN_NAME = "network.conf"
 DROPIN = """\
-# Written by `coldvault install-service`: the configuration sends pings or
-# notifications, which need IP. The unit itself allows only AF_UNIX and
+# Written by `coldvault install-service`: the configuration sends pings,
+# notifications or offsite copies, which need IP. The unit itself allows only AF_UNIX and
 # AF_NETLINK and no IP address; this adds IPv4 and IPv6 and lifts the address
 # deny list. Delete this file and run `systemctl daemon-reload` once nothing in
 # the configuration needs the network any more.
@@ -31,6 +31,6 @@ def needs_network(config: Config) -> bool:
     reasons = (
         s.ping is not None or any(job.ping is not None for job in config.jobs),  # pings
         bool(s.notify),  # Apprise notifications
-        # offsite copies (issue 14): add their test here
+        any(not t.repository.startswith("/") for t in config.offsite),  # remote restic
     )
     return any(reasons)

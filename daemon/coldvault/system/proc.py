@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import IO
 
 from coldvault.errors import Cancelled, CommandError, CommandNotFound, CommandTimeout
 from coldvault.system.cancel import CancelToken
@@ -41,6 +42,7 @@ STDERR_TAIL_LINES = 8
 _POLL_SECONDS = 0.2
 _RELAY_CHUNK = 1 << 20
 _KILL_GRACE_SECONDS = 5.0
+_STREAM_TAIL_LIMIT = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class Result:
     returncode: int
     stdout: bytes
     stderr: bytes
+    read_bytes: int | None = None  # bytes the child read (rchar), where measured
 
     @property
     def text(self) -> str:
@@ -406,6 +409,122 @@ def pipeline(
     if cres.returncode != 0:
         raise CommandError(cargs, cres.returncode, _tail(cres.stderr))
     return PipelineResult(pres, cres, total)
+
+
+def run_lines(
+    argv: Sequence[Arg],
+    on_line: Callable[[bytes], None],
+    *,
+    check: bool = True,
+    cancel: CancelToken | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Arg | None = None,
+) -> Result:
+    """Run a command, calling ``on_line`` with each line of its stdout as it comes.
+
+    The result's ``stdout`` is the last line; ``read_bytes`` is what the child
+    read through read(2) and kin (Linux, from /proc/PID/io before it is reaped).
+    Errors as for :func:`run`.
+    """
+    args = _resolve(_argv(argv))
+    log.debug("run: %s", " ".join(args))
+    pipe = subprocess.PIPE
+    proc = _popen(
+        args, stdin=subprocess.DEVNULL, stdout=pipe, stderr=pipe, env=child_env(env), cwd=cwd
+    )
+    drain = _Drain(proc.stderr)
+    drain.start()
+    try:
+        assert proc.stdout is not None
+        with proc.stdout:
+            last = _read_lines(proc.stdout.fileno(), on_line, " ".join(args), cancel)
+        read_bytes = _read_bytes_at_exit(proc.pid)
+        _wait(proc, " ".join(args), cancel, None, None)
+    except BaseException:
+        _stop(proc)
+        raise
+    drain.join()
+    result = Result(tuple(args), proc.returncode, last, drain.data, read_bytes)
+    if check and proc.returncode != 0:
+        raise CommandError(args, proc.returncode, _tail(result.stderr))
+    return result
+
+
+def _read_lines(
+    fd: int, on_line: Callable[[bytes], None], what: str, cancel: CancelToken | None
+) -> bytes:
+    """Feed ``on_line`` every line read from ``fd`` until EOF; return the last line."""
+    pending, last = b"", b""
+    while True:
+        ready, _, _ = select.select([fd], [], [], _POLL_SECONDS)
+        if cancel is not None and cancel.cancelled:
+            raise Cancelled(f"cancelled while running `{what}`")
+        if not ready:
+            continue
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            break
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
+            on_line(line)
+            last = line
+    if pending:
+        on_line(pending)
+        last = pending
+    return last
+
+
+def _read_bytes_at_exit(pid: int) -> int | None:
+    """The ``rchar`` of a child that exited but is not yet reaped (None where unknown)."""
+    try:
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+        with open(f"/proc/{pid}/io", "rb") as io:
+            for line in io:
+                if line.startswith(b"rchar:"):
+                    return int(line.split()[1])
+    except (AttributeError, OSError, ValueError):
+        pass
+    return None
+
+
+@contextlib.contextmanager
+def stdout_stream(
+    argv: Sequence[Arg], *, env: Mapping[str, str] | None = None
+) -> Iterator[IO[bytes]]:
+    """Run a command and yield its stdout as a stream; its exit code is checked at the end.
+
+    Leaving the block early (an exception in the reader) stops the child first.
+    """
+    args = _resolve(_argv(argv))
+    log.debug("stream: %s", " ".join(args))
+    pipe = subprocess.PIPE
+    proc = _popen(args, stdin=subprocess.DEVNULL, stdout=pipe, stderr=pipe, env=child_env(env))
+    drain = _Drain(proc.stderr)
+    drain.start()
+    assert proc.stdout is not None
+    try:
+        with proc.stdout:
+            yield proc.stdout
+            # A tar reader stops at the end-of-archive marker; the padding after it
+            # must be read too, or the child dies of a broken pipe.
+            _drain_tail(proc.stdout, args)
+        proc.wait()
+    except BaseException:
+        _stop(proc)
+        raise
+    drain.join()
+    if proc.returncode != 0:
+        raise CommandError(args, proc.returncode, _tail(drain.data))
+
+
+def _drain_tail(stream: IO[bytes], args: list[str]) -> None:
+    left = _STREAM_TAIL_LIMIT
+    while chunk := stream.read(min(left + 1, 1 << 16)):
+        left -= len(chunk)
+        if left < 0:
+            raise CommandError(
+                args, None, message=f"`{' '.join(args)}` wrote more than its reader expected"
+            )
 
 
 def spawn(

@@ -1,0 +1,1 @@
+"""Offsite copies: each job's newest backup in a restic repository elsewhere."""

@@ -1,0 +1,199 @@
+"""One offsite target's turn: copy each due job's newest backup, then ``restic check`` when due.
+
+An unreachable repository ends the turn as *skipped* (an ``offsite_skipped``
+event, retried at the next run), never as a failed backup. Any other restic
+failure ends the turn as *failed* (``offsite_failed``) with restic's message,
+the repository string masked. Each job's result is kept in the offsite state
+(:mod:`coldvault.offsite.record`), which ``status`` and the due rule read.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from coldvault.config.model import Config, Job, OffsiteTarget, When
+from coldvault.errors import OffsiteError, OffsiteUnreachable
+from coldvault.events import Event, emit
+from coldvault.offsite import record, sources
+from coldvault.offsite.copy import Copied, copy_upload, with_stale_lock_removed
+from coldvault.offsite.restic import Restic
+from coldvault.progress import ProgressCallback, human_bytes
+from coldvault.service.due import Clock, is_due
+from coldvault.service.state import FAILED, SUCCESS, StateFile
+from coldvault.system.cancel import CancelToken
+
+log = logging.getLogger("coldvault.offsite")
+
+SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class TargetOutcome:
+    """How one target's turn ended: ok, skipped (unreachable) or failed, and what was copied."""
+
+    target: str
+    result: str  # success | skipped | failed
+    copied: tuple[Copied, ...] = ()
+    error: str | None = None
+
+
+def cache_dir(config: Config) -> Path:
+    """restic's local cache (index and tree data): next to the state file."""
+    return config.settings.state_file.parent / "restic-cache"
+
+
+def restic_for(config: Config, target: OffsiteTarget, cancel: CancelToken) -> Restic:
+    """The restic gateway for ``target``."""
+    return Restic(target, cache_dir(config), cancel)
+
+
+def due_jobs(
+    config: Config, target: OffsiteTarget, now: datetime, wanted: Callable[[Job], bool]
+) -> list[Job]:
+    """The target's jobs that ``wanted`` selects and whose offsite copy is due."""
+    state = record.state_of(config, target).load()
+    out = []
+    for job in config.offsite_jobs(target):
+        last = state[job.name].last_success if job.name in state else None
+        every_session = target.when.every is None and not target.when.at
+        if wanted(job) and (every_session or is_due(target.when, last, now)):
+            out.append(job)
+    return out
+
+
+def run_target(
+    config: Config,
+    target: OffsiteTarget,
+    jobs: list[Job],
+    *,
+    cancel: CancelToken,
+    progress: ProgressCallback,
+    clock: Clock,
+) -> TargetOutcome:
+    """Copy ``jobs`` to ``target``; then check the repository when its check is due."""
+    restic = restic_for(config, target, cancel)
+    state = record.state_of(config, target)
+    copied: list[Copied] = []
+    try:
+        for job in jobs:
+            copied.extend(_copy_job(config, restic, job, state, progress, clock))
+        if jobs:
+            _check_if_due(restic, state, clock)
+    except OffsiteUnreachable as exc:
+        emit(
+            log,
+            Event.OFFSITE_SKIPPED,
+            f"offsite {target.name} skipped: {exc}",
+            level=logging.WARNING,
+            offsite=target.name,
+            error=exc.message,
+        )
+        return TargetOutcome(target.name, SKIPPED, tuple(copied), exc.message)
+    except OffsiteError as exc:
+        emit(
+            log,
+            Event.OFFSITE_FAILED,
+            f"offsite {target.name} failed: {exc}",
+            level=logging.ERROR,
+            offsite=target.name,
+            error=exc.message,
+        )
+        return TargetOutcome(target.name, FAILED, tuple(copied), str(exc))
+    return TargetOutcome(target.name, SUCCESS, tuple(copied))
+
+
+def _copy_job(
+    config: Config,
+    restic: Restic,
+    job: Job,
+    state: StateFile,
+    progress: ProgressCallback,
+    clock: Clock,
+) -> list[Copied]:
+    started, t0 = clock(), time.monotonic()
+    state.update(job.name, last_attempt=started)
+    try:
+        with sources.newest(config, job) as uploads:
+            if not uploads:
+                log.info(
+                    "offsite %s: job %s has no complete backup yet", restic.target.name, job.name
+                )
+                return []
+            done = [copy_upload(restic, u, restic.target.retention, progress) for u in uploads]
+    except OffsiteUnreachable as exc:
+        state.update(job.name, error=exc.message)
+        raise
+    except OffsiteError as exc:
+        state.update(job.name, result=FAILED, error=str(exc), duration=time.monotonic() - t0)
+        raise
+    _record_success(state, job, done, started, time.monotonic() - t0)
+    return done
+
+
+def _record_success(
+    state: StateFile, job: Job, done: list[Copied], started: datetime, seconds: float
+) -> None:
+    summaries = [c.summary for c in done if c.summary is not None]
+    read = sum(s.read_bytes or 0 for s in summaries)
+    added = sum(s.data_added for s in summaries)
+    text = "; ".join(c.describe() for c in done)
+    state.update(
+        job.name,
+        last_success=started,
+        result=SUCCESS,
+        bytes_read=read,
+        bytes_written=added,
+        duration=seconds,
+        error=None,
+        summary=text,
+    )
+    target = state.disk
+    snapshot = ", ".join(c.summary.snapshot_id[:8] for c in done if c.summary) or "-"
+    emit(
+        log,
+        Event.OFFSITE_FINISHED,
+        f"offsite {target}: {text}",
+        job=job.name,
+        offsite=target,
+        snapshot=snapshot,
+        summary=f"{human_bytes(added)} added",
+    )
+
+
+def _check_if_due(restic: Restic, state: StateFile, clock: Clock) -> None:
+    rule = restic.target.check
+    last = state.get(record.CHECK).last_success
+    if rule.every is None or not is_due(When(every=rule.every), last, clock()):
+        return
+    check(restic, state, clock)
+
+
+def check(restic: Restic, state: StateFile, clock: Clock) -> None:
+    """``restic check`` with the target's data subset; the result goes into the state."""
+    started, t0 = clock(), time.monotonic()
+    subset = restic.target.check.read_data_subset
+    log.info(
+        "offsite %s: restic check (reading %s of the data)", restic.target.name, subset or "none"
+    )
+    try:
+        with_stale_lock_removed(restic, lambda: restic.check(subset))
+    except OffsiteUnreachable:
+        raise
+    except OffsiteError as exc:
+        state.update(record.CHECK, last_attempt=started, result=FAILED, error=str(exc))
+        raise
+    state.update(
+        record.CHECK,
+        last_attempt=started,
+        last_success=started,
+        result=SUCCESS,
+        error=None,
+        duration=time.monotonic() - t0,
+        summary=f"restic check passed (data read: {subset or 'none'})",
+    )
+    log.info("offsite %s: restic check passed", restic.target.name)
