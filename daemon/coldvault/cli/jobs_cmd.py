@@ -8,7 +8,7 @@ from pathlib import Path
 from coldvault.cli.common import add_disk_option, choose_disk, jobs_named, load_config
 from coldvault.cli.progress_bar import end_open_line, progress_printer
 from coldvault.config.model import Config, Job
-from coldvault.errors import EXIT_CORRUPT, EXIT_OK, ColdvaultError
+from coldvault.errors import EXIT_CORRUPT, EXIT_OK, ColdvaultError, UsageError
 from coldvault.jobs import runner_for
 from coldvault.jobs.base import RestoreRequest, RunContext
 from coldvault.service import rollback
@@ -25,6 +25,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--snapshot", default="latest", help="snapshot name or 'latest' (default)")
     p.add_argument("--start-part", type=int, default=0, metavar="N", help="image: resume at part N")
     p.add_argument("--skip-zeros", action="store_true", help="image: do not write all-zero parts")
+    p.add_argument(
+        "--from",
+        dest="offsite",
+        metavar="NAME",
+        help="restore from the offsite target NAME instead of the disk (--snapshot: an "
+        "offsite snapshot id or the snapshot's name)",
+    )
     _session_options(p)
     p.set_defaults(func=cmd_restore)
 
@@ -54,6 +61,8 @@ def _job(config: Config, name: str) -> Job:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     """Restore one snapshot."""
+    if args.offsite is not None:
+        return _restore_from_offsite(args)
     config = choose_disk(load_config(args), args)
     job = _job(config, args.job)
     request = RestoreRequest(args.snapshot, args.dest, args.start_part, args.skip_zeros)
@@ -62,6 +71,22 @@ def cmd_restore(args: argparse.Namespace) -> int:
         message = runner_for(job).restore(config.job_dir(job), request, progress_printer(), cancel)
     end_open_line()
     print(message)
+    return EXIT_OK
+
+
+def _restore_from_offsite(args: argparse.Namespace) -> int:
+    from coldvault.cli.offsite_cmd import target_named
+    from coldvault.cli.run_cmd import stop_on_signals
+    from coldvault.offsite.restore import restore_from
+
+    config = load_config(args)
+    target = target_named(config, args.offsite)
+    job = _job(config, args.job)
+    if args.start_part or args.skip_zeros:
+        raise UsageError("--start-part and --skip-zeros apply to restores from the disk only")
+    cancel = CancelToken()
+    with stop_on_signals(cancel):
+        print(restore_from(config, target, job, args.dest, args.snapshot, cancel))
     return EXIT_OK
 
 

@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "coldvault.cli.disk_prepare_cmd",  # after disk_cmd: joins its `disk` group
     "coldvault.cli.jobs_cmd",
     "coldvault.cli.mount_cmd",
+    "coldvault.cli.offsite_cmd",
     "coldvault.cli.config_cmd",
     "coldvault.cli.demo_cmd",
     "coldvault.cli.service_cmd",

@@ -108,10 +108,8 @@ class Restic:
         """True when the repository exists and the password opens it."""
         try:
             self._run("cat", "config")
-        except OffsiteError as exc:
-            if _NO_REPOSITORY.search(str(exc)):
-                return False
-            raise
+        except OffsiteMissing:
+            return False
         return True
 
     def init(self) -> None:
@@ -251,7 +249,7 @@ class Restic:
                 what, hint=f"`coldvault offsite unlock {name}` removes stale locks"
             )
         if _NO_REPOSITORY.search(text):
-            return OffsiteError(
+            return OffsiteMissing(
                 f"{self.where} does not exist (or holds no restic repository)",
                 hint=f"create it with `coldvault offsite init {name}`",
             )
@@ -262,6 +260,10 @@ class Restic:
         if _UNREACHABLE.search(text):
             return OffsiteUnreachable(what, hint="coldvault tries again at the next run")
         return OffsiteError(what)
+
+
+class OffsiteMissing(OffsiteError):
+    """There is no restic repository at the configured place (yet)."""
 
 
 class OffsiteLocked(OffsiteError):

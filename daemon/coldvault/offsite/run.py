@@ -152,6 +152,11 @@ def _record_success(
         error=None,
         summary=text,
     )
+    record.remember(
+        state,
+        job.name,
+        {s.snapshot_id[:8]: (s.bytes_processed, s.data_added) for s in summaries},
+    )
     target = state.disk
     snapshot = ", ".join(c.summary.snapshot_id[:8] for c in done if c.summary) or "-"
     emit(
@@ -197,3 +202,29 @@ def check(restic: Restic, state: StateFile, clock: Clock) -> None:
         summary=f"restic check passed (data read: {subset or 'none'})",
     )
     log.info("offsite %s: restic check passed", restic.target.name)
+
+
+def run_targets(
+    config: Config,
+    wanted: Callable[[Job], bool],
+    *,
+    due_only: bool,
+    cancel: CancelToken,
+    progress: ProgressCallback,
+    clock: Clock,
+    targets: tuple[OffsiteTarget, ...] | None = None,
+) -> list[TargetOutcome]:
+    """Each target's turn for the jobs ``wanted`` selects (only the due ones with ``due_only``)."""
+    outcomes = []
+    for target in config.offsite if targets is None else targets:
+        if cancel.cancelled:
+            break
+        if due_only:
+            jobs = due_jobs(config, target, clock(), wanted)
+        else:
+            jobs = [j for j in config.offsite_jobs(target) if wanted(j)]
+        if jobs:
+            outcomes.append(
+                run_target(config, target, jobs, cancel=cancel, progress=progress, clock=clock)
+            )
+    return outcomes

@@ -1,0 +1,90 @@
+"""A plain-folder backup disk, an image job, and offsite targets: for offsite tests via the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from tests.conftest import ROOT, require_programs
+from tests.integration.rotation_env import FolderDisk, folder_disk
+
+PASSWORD = "offsite-test-password\n"
+
+
+class OffsiteEnv:
+    """One folder disk (plugged), an image source, a config with ``offsite:`` targets."""
+
+    def __init__(self, tmp: Path, source_bytes: int = 4 << 20, part_size: str = "256k") -> None:
+        require_programs("restic")
+        self.tmp = tmp
+        self.config = tmp / "config.yaml"
+        self.source = tmp / "source.img"
+        self.source.write_bytes(os.urandom(source_bytes))
+        self.disk: FolderDisk = folder_disk(tmp, "home")
+        self.disk.plug()
+        self.password = tmp / "restic.pass"
+        self.password.write_text(PASSWORD)
+        self.password.chmod(0o600)
+        self.jobs: list[dict[str, Any]] = [
+            {
+                "name": "root",
+                "type": "image",
+                "source": str(self.source),
+                "part_size": part_size,
+                "block_size": "64k",
+                "snapshots": 3,
+            }
+        ]
+        self.targets: list[dict[str, Any]] = []
+
+    def add_target(self, name: str, repository: str, **extra: Any) -> None:
+        self.targets.append(
+            {"name": name, "repository": repository, "password_file": str(self.password), **extra}
+        )
+        self.write()
+
+    def write(self) -> None:
+        data = {
+            "disks": [self.disk.config()],
+            "settings": {
+                "state_file": str(self.tmp / "state.json"),
+                "runtime_dir": str(self.tmp / "run"),
+                "lock_file": str(self.tmp / "lock"),
+            },
+            "jobs": self.jobs,
+            "offsite": self.targets,
+        }
+        self.config.write_text(yaml.safe_dump(data))
+
+    def cli(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        full = {**os.environ, "PYTHONPATH": str(ROOT / "daemon"), **(env or {})}
+        return subprocess.run(
+            [sys.executable, "-m", "coldvault", "--config", str(self.config), *args],
+            env=full,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+
+    def ok(self, *args: str, env: dict[str, str] | None = None) -> str:
+        done = self.cli(*args, env=env)
+        assert done.returncode == 0, (args, done.stdout, done.stderr)
+        assert "Traceback" not in done.stderr
+        return done.stdout
+
+    def offsite_state(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((self.tmp / "state.offsite.json").read_text())
+        return data
+
+    def change_source(self, offset: int, length: int) -> None:
+        with self.source.open("r+b") as f:
+            f.seek(offset)
+            f.write(os.urandom(length))
