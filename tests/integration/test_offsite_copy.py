@@ -1,0 +1,169 @@
+"""Offsite copies of an image job to a local restic repository, through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from tests.conftest import ROOT
+from tests.integration.offsite_env import OffsiteEnv
+
+MiB = 1 << 20
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> OffsiteEnv:
+    e = OffsiteEnv(tmp_path)
+    e.add_target("local", str(tmp_path / "repo"))
+    e.ok("offsite", "init", "local")
+    return e
+
+
+def restic_json(env: OffsiteEnv, *args: str) -> object:
+    pass_env = {**os.environ, "RESTIC_PASSWORD_FILE": str(env.password)}
+    argv = ["restic", "-r", str(env.tmp / "repo"), "--json", *args]
+    return json.loads(subprocess.run(argv, env=pass_env, capture_output=True, check=True).stdout)
+
+
+def restic_ok(env: OffsiteEnv, *args: str) -> subprocess.CompletedProcess[str]:
+    pass_env = {**os.environ, "RESTIC_PASSWORD_FILE": str(env.password)}
+    argv = ["restic", "-r", str(env.tmp / "repo"), *args]
+    return subprocess.run(argv, env=pass_env, capture_output=True, text=True, check=False)
+
+
+def lock_holder(env: OffsiteEnv) -> subprocess.Popen[bytes]:
+    """A restic that holds a lock until killed: a backup waiting for its standard input."""
+    return subprocess.Popen(
+        ["restic", "-r", str(env.tmp / "repo"), "backup", "--stdin"],
+        env={**os.environ, "RESTIC_PASSWORD_FILE": str(env.password)},
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+def test_init_twice_reports_the_existing_repository(env: OffsiteEnv) -> None:
+    assert "exists already (not created again)" in env.ok("offsite", "init", "local")
+
+
+def test_copy_restore_and_nothing_twice(env: OffsiteEnv) -> None:
+    env.ok("run")
+    first = env.ok("offsite", "run", "local")
+    assert "17 new, 0 changed, 0 unchanged files" in first
+    assert "already in the repository" in env.ok("offsite", "run", "local")
+    dest = env.tmp / "restored.img"
+    out = env.ok("restore", "root", str(dest), "--from", "local")
+    assert "16 parts" in out and "every part checked" in out
+    assert dest.read_bytes() == env.source.read_bytes()
+    listing = env.ok("offsite", "list", "local", "root")
+    assert "1 snapshot(s) in offsite local" in listing and "4.0 MiB" in listing
+    state = env.offsite_state()["disks"]["local"]["jobs"]["root"]
+    assert state["result"] == "success" and state["last_success"]
+    snaps = restic_json(env, "snapshots")
+    assert isinstance(snaps, list) and len(snaps) == 1
+    assert "coldvault-job=root" in snaps[0]["tags"]
+
+
+def test_restore_of_a_damaged_offsite_part_is_refused(env: OffsiteEnv) -> None:
+    env.ok("run")
+    env.ok("offsite", "run", "local")
+    # A snapshot whose part differs from its manifest (made by hand with restic).
+    folder = next(p for p in (env.disk.root / "root").iterdir() if p.name.startswith("snapshot-"))
+    bad = env.tmp / "bad"
+    subprocess.run(["cp", "-a", str(folder), str(bad)], check=True)
+    part = sorted(p for p in bad.iterdir() if not p.name.startswith(".") and p.stat().st_size)[0]
+    data = bytearray(part.read_bytes())
+    data[100] ^= 0xFF
+    part.write_bytes(bytes(data))
+    tagged = ["--tag", "coldvault-job=root", "--tag", "coldvault-snapshot=bad"]
+    done = subprocess.run(
+        ["restic", "-r", str(env.tmp / "repo"), "backup", *tagged, "."],
+        cwd=bad, env={**os.environ, "RESTIC_PASSWORD_FILE": str(env.password)},
+        capture_output=True, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    out = env.cli("restore", "root", str(env.tmp / "r.img"), "--from", "local", "--snapshot", "bad")
+    assert out.returncode == 6, out.stderr
+    assert "does not match its manifest" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_wrong_password_is_a_clear_failure_and_the_next_run_works(env: OffsiteEnv) -> None:
+    env.ok("run")
+    env.password.write_text("not the password\n")
+    done = env.cli("offsite", "run", "local")
+    assert done.returncode == 1
+    assert "the password does not open it" in done.stdout + done.stderr
+    assert str(env.tmp / "repo") not in done.stdout + done.stderr  # the repository is masked
+    assert env.offsite_state()["disks"]["local"]["jobs"]["root"]["result"] == "failed"
+    env.password.write_text("offsite-test-password\n")
+    assert "17 new" in env.ok("offsite", "run", "local")
+
+
+def test_a_password_file_others_can_read_is_refused(env: OffsiteEnv) -> None:
+    env.ok("run")
+    env.password.chmod(0o644)
+    done = env.cli("offsite", "run", "local")
+    assert done.returncode == 1 and "chmod 600" in done.stderr, done.stderr
+
+
+def test_upload_killed_then_next_run_works_and_check_is_clean(env: OffsiteEnv) -> None:
+    env.source.write_bytes(os.urandom(64 * MiB))
+    env.jobs[0]["part_size"] = "1M"
+    env.write()
+    env.ok("run")
+    cmd = [sys.executable, "-m", "coldvault", "--config", str(env.config), "offsite", "run"]
+    proc = subprocess.Popen(
+        cmd, env={**os.environ, "PYTHONPATH": str(ROOT / "daemon")},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list((env.tmp / "repo" / "data").rglob("*")):
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGKILL)  # coldvault and restic together, as a power cut would
+    proc.wait()
+    out = env.ok("offsite", "run", "local")
+    assert "restic snapshot" in out
+    check = restic_ok(env, "check")
+    assert check.returncode == 0, check.stdout + check.stderr
+    env.ok("restore", "root", str(env.tmp / "r.img"), "--from", "local")
+    assert (env.tmp / "r.img").read_bytes() == env.source.read_bytes()
+
+
+def test_stale_lock_of_a_killed_restic_is_removed_and_said(env: OffsiteEnv) -> None:
+    env.ok("run")
+    env.ok("offsite", "run", "local")
+    holder = lock_holder(env)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not list((env.tmp / "repo" / "locks").iterdir()):
+        time.sleep(0.02)
+    holder.kill()
+    holder.wait()
+    assert list((env.tmp / "repo" / "locks").iterdir()), "restic left no lock to test with"
+    env.change_source(0, 4096)
+    env.ok("run")
+    done = env.cli("offsite", "run", "local")
+    assert done.returncode == 0, done.stderr
+    assert "removing the stale lock left by restic PID" in done.stderr
+    assert not list((env.tmp / "repo" / "locks").iterdir())
+
+
+def test_a_lock_of_a_live_restic_is_reported_not_broken(env: OffsiteEnv) -> None:
+    env.ok("run")
+    env.ok("offsite", "run", "local")
+    holder = lock_holder(env)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not list((env.tmp / "repo" / "locks").iterdir()):
+            time.sleep(0.02)
+        done = env.cli("offsite", "unlock", "local")
+        assert done.returncode == 1, done.stderr
+        assert f"PID {holder.pid}" in done.stderr and "is locked" in done.stderr
+        assert list((env.tmp / "repo" / "locks").iterdir())
+    finally:
+        holder.kill()
+        holder.wait()
