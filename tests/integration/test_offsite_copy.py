@@ -167,3 +167,57 @@ def test_a_lock_of_a_live_restic_is_reported_not_broken(env: OffsiteEnv) -> None
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_daemon_session_copies_after_the_backups(env: OffsiteEnv) -> None:
+    from coldvault.config.loader import load
+    from coldvault.progress import no_progress
+    from coldvault.service.runner import run_session
+    from coldvault.system.cancel import CancelToken
+
+    config = load(env.config)
+    outcome = run_session(
+        config, config.jobs, cancel=CancelToken(), progress=no_progress, offsite=True
+    )
+    assert [o.result for o in outcome.jobs] == ["success"]
+    snaps = restic_json(env, "snapshots")
+    assert isinstance(snaps, list) and len(snaps) == 1
+    done = env.offsite_state()["disks"]["local"]["jobs"]["root"]
+    assert done["result"] == "success" and "17 new" in done["summary"]
+    # Not due again (every session by default, but the newest backup is already there).
+    run_session(config, (), cancel=CancelToken(), progress=no_progress, offsite=True)
+    assert len(restic_json(env, "snapshots")) == 1  # type: ignore[arg-type]
+
+
+def _summary(env: OffsiteEnv) -> dict[str, int]:
+    """bytes read and added of the last offsite run, from the offsite state."""
+    job = env.offsite_state()["disks"]["local"]["jobs"]["root"]
+    return {"read": job["bytes_read"], "added": job["bytes_written"]}
+
+
+def test_unchanged_and_one_percent_runs_read_and_send_little(tmp_path: Path) -> None:
+    size = 1 << 30  # the issue's 1 GiB image, 1 MiB parts
+    env = OffsiteEnv(tmp_path, source_bytes=0, part_size="1M")
+    with env.source.open("wb") as f:
+        for _ in range(size // (64 * MiB)):
+            f.write(os.urandom(64 * MiB))
+    env.add_target("local", str(tmp_path / "repo"))
+    env.ok("offsite", "init", "local")
+    env.ok("run")
+    env.ok("offsite", "run", "local")
+    env.ok("run")  # nothing changed: a new snapshot folder of hard links
+    out = env.ok("offsite", "run", "local")
+    unchanged = _summary(env)
+    assert "1024 unchanged files" in out, out
+    assert unchanged["read"] < size // 100 and unchanged["added"] < size // 100, unchanged
+    for i in range(10):  # 1 % of the parts: 10 of 1024, 1 MiB each
+        env.change_source(i * 100 * MiB, MiB)
+    env.ok("run")
+    out = env.ok("offsite", "run", "local")
+    changed = _summary(env)
+    assert "11 changed" in out, out  # the 10 parts and the manifest
+    assert 10 * MiB <= changed["added"] < 12 * MiB, changed
+    # rchar also counts restic reading back its own temporary pack files to store
+    # them (about twice the data added): the source side is the 10 MiB changed.
+    assert 10 * MiB <= changed["read"] < 40 * MiB, changed
+    print(f"unchanged: {unchanged}, 1 % changed: {changed}")

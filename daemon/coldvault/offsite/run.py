@@ -17,11 +17,12 @@ from datetime import datetime
 from pathlib import Path
 
 from coldvault.config.model import Config, Job, OffsiteTarget, When
-from coldvault.errors import OffsiteError, OffsiteUnreachable
+from coldvault.errors import Cancelled, ColdvaultError, OffsiteError, OffsiteUnreachable
 from coldvault.events import Event, emit
 from coldvault.offsite import record, sources
 from coldvault.offsite.copy import Copied, copy_upload, with_stale_lock_removed
 from coldvault.offsite.restic import Restic
+from coldvault.offsite.sources import needs_disk
 from coldvault.progress import ProgressCallback, human_bytes
 from coldvault.service.due import Clock, is_due
 from coldvault.service.state import FAILED, SUCCESS, StateFile
@@ -94,7 +95,9 @@ def run_target(
             error=exc.message,
         )
         return TargetOutcome(target.name, SKIPPED, tuple(copied), exc.message)
-    except OffsiteError as exc:
+    except Cancelled:
+        raise
+    except ColdvaultError as exc:  # restic's failures, and a job folder that cannot be read
         emit(
             log,
             Event.OFFSITE_FAILED,
@@ -128,7 +131,9 @@ def _copy_job(
     except OffsiteUnreachable as exc:
         state.update(job.name, error=exc.message)
         raise
-    except OffsiteError as exc:
+    except Cancelled:
+        raise
+    except ColdvaultError as exc:
         state.update(job.name, result=FAILED, error=str(exc), duration=time.monotonic() - t0)
         raise
     _record_success(state, job, done, started, time.monotonic() - t0)
@@ -228,3 +233,23 @@ def run_targets(
                 run_target(config, target, jobs, cancel=cancel, progress=progress, clock=clock)
             )
     return outcomes
+
+
+def offsite_turn(
+    config: Config,
+    *,
+    from_disk: bool,
+    cancel: CancelToken,
+    progress: ProgressCallback,
+    clock: Clock,
+) -> list[TargetOutcome]:
+    """The daemon's due offsite copies: those read from ``config``'s disk, or the others."""
+
+    def wanted(job: Job) -> bool:
+        if not from_disk:
+            return not needs_disk(job)
+        return needs_disk(job) and config.disk_name in config.disks_of(job)
+
+    if not config.offsite:
+        return []
+    return run_targets(config, wanted, due_only=True, cancel=cancel, progress=progress, clock=clock)

@@ -86,6 +86,7 @@ class _Session(threading.Thread):
                 progress=self._on_progress,
                 on_job=self._on_job,
                 verify=True,  # after the due backups: what is due for verification
+                offsite=True,  # then the due offsite copies
             )
         except ColdvaultError as exc:
             self.error = exc

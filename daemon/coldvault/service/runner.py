@@ -30,6 +30,7 @@ from coldvault.errors import (
 from coldvault.events import Event, emit
 from coldvault.jobs import runner_for
 from coldvault.jobs.base import RunContext
+from coldvault.offsite.run import offsite_turn
 from coldvault.progress import ProgressCallback
 from coldvault.service import hooks, rollback
 from coldvault.service import state as st
@@ -108,13 +109,17 @@ def run_session(
     keep_open: bool = False,
     clock: Callable[[], datetime] = local_now,
     verify: bool = False,
+    offsite: bool = False,
 ) -> SessionOutcome:
     """Open the disk, run ``jobs`` in order, close the disk; return what happened.
 
     Raises what stops the whole session before any job ran: DiskAbsent, Busy,
     TokenRejected, DiskError, Cancelled. ``on_job`` is told which job starts
     (None once they are all done). With ``verify``, the jobs whose scheduled
-    verification is due are verified after every backup of the session.
+    verification is due are verified after every backup of the session. With
+    ``offsite``, due offsite copies read from the disk follow; copies that do not
+    need the disk (``offsite_from: source``) run after it was closed, so the
+    "disk may be unplugged" moment never waits for them.
     """
     state = st.StateFile(config.settings.state_file, config.disk_name)
     names = ", ".join(j.name for j in jobs)
@@ -141,6 +146,10 @@ def run_session(
                 if verify and not cancel.cancelled:
                     verify_due_jobs(
                         config, state, cancel=cancel, progress=progress, on_job=on_job, clock=clock
+                    )
+                if offsite and not cancel.cancelled:
+                    offsite_turn(
+                        config, from_disk=True, cancel=cancel, progress=progress, clock=clock
                     )
                 on_job(None)
         except DiskAbsent:
@@ -169,6 +178,8 @@ def run_session(
             teardown_error = exc.message
     outcome = SessionOutcome(tuple(outcomes), teardown_error)
     watch.ended(outcome, closed=not keep_open)
+    if offsite and not cancel.cancelled:
+        offsite_turn(config, from_disk=False, cancel=cancel, progress=progress, clock=clock)
     return outcome
 
 
