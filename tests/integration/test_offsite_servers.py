@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.offsite_servers import Server, rest_server, s3_server, sftp_server
+from tests.offsite_servers import Server, free_port, rest_server, s3_server, sftp_server
 from tests.unit.image_env import KiB, make_job, run, snapshots, write_source
 
 from coldvault.offsite.restore_stream import restore_tar_stream
@@ -62,3 +62,41 @@ def test_image_restored_from_server_is_byte_identical(
             proc.stdout.close()
             proc.wait()
     subprocess.run(["cmp", str(src), str(dest)], check=True)
+
+
+def test_cli_copies_to_s3_with_credentials_from_env_file(s3_server: Server, tmp_path: Path) -> None:
+    from tests.integration.offsite_env import OffsiteEnv
+
+    env = OffsiteEnv(tmp_path)
+    creds = tmp_path / "s3.env"
+    creds.write_text("".join(f"{k}={v}\n" for k, v in s3_server.env.items()))
+    creds.chmod(0o600)
+    bucket = s3_server.repository.rsplit("/", 1)[0] + f"/{tmp_path.name.replace('_', '-').lower()}"
+    env.add_target("s3", bucket, env_file=str(creds))
+    env.ok("offsite", "init", "s3")
+    env.ok("run")
+    assert "17 new" in env.ok("offsite", "run", "s3")
+    env.ok("restore", "root", str(tmp_path / "r.img"), "--from", "s3")
+    assert (tmp_path / "r.img").read_bytes() == env.source.read_bytes()
+    creds.chmod(0o644)
+    done = env.cli("offsite", "run", "s3")
+    assert done.returncode == 1 and "restic env_file" in done.stderr and "chmod 600" in done.stderr
+
+
+def test_cli_skips_when_the_server_is_off(rest_server: Server, tmp_path: Path) -> None:
+    from tests.integration.offsite_env import OffsiteEnv
+
+    env = OffsiteEnv(tmp_path)
+    env.add_target("rest", rest_server.repository.replace("/repo", f"/{tmp_path.name}"))
+    env.ok("offsite", "init", "rest")
+    env.ok("run")
+    assert "17 new" in env.ok("offsite", "run", "rest")
+    port = rest_server.repository.rsplit(":", 1)[1].split("/")[0]
+    env.targets[0]["repository"] = f"rest:http://127.0.0.1:{free_port()}/x"  # nothing listens
+    env.write()
+    done = env.cli("offsite", "run", "rest")
+    assert done.returncode == 3, (done.stdout, done.stderr)
+    assert "skipped" in done.stdout + done.stderr and "Traceback" not in done.stderr
+    assert f"127.0.0.1:{port}" not in done.stderr
+    job = env.offsite_state()["disks"]["rest"]["jobs"]["root"]
+    assert job["result"] == "success" and job["error"]  # the last success stands

@@ -248,6 +248,9 @@ class Restic:
             return OffsiteLocked(
                 what, hint=f"`coldvault offsite unlock {name}` removes stale locks"
             )
+        # Before "no repository": restic adds "Is there a repository..." to a refused connection.
+        if _UNREACHABLE.search(text):
+            return OffsiteUnreachable(what, hint="coldvault tries again at the next run")
         if _NO_REPOSITORY.search(text):
             return OffsiteMissing(
                 f"{self.where} does not exist (or holds no restic repository)",
@@ -257,8 +260,6 @@ class Restic:
             return OffsiteError(
                 what, hint="the remote storage is full: free space or lower retention"
             )
-        if _UNREACHABLE.search(text):
-            return OffsiteUnreachable(what, hint="coldvault tries again at the next run")
         return OffsiteError(what)
 
 
