@@ -42,7 +42,9 @@ def lock_holder(env: OffsiteEnv) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         ["restic", "-r", str(env.tmp / "repo"), "backup", "--stdin"],
         env={**os.environ, "RESTIC_PASSWORD_FILE": str(env.password)},
-        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 
@@ -82,8 +84,10 @@ def test_restore_of_a_damaged_offsite_part_is_refused(env: OffsiteEnv) -> None:
     tagged = ["--tag", "coldvault-job=root", "--tag", "coldvault-snapshot=bad"]
     done = subprocess.run(
         ["restic", "-r", str(env.tmp / "repo"), "backup", *tagged, "."],
-        cwd=bad, env={**os.environ, "RESTIC_PASSWORD_FILE": str(env.password)},
-        capture_output=True, check=False,
+        cwd=bad,
+        env={**os.environ, "RESTIC_PASSWORD_FILE": str(env.password)},
+        capture_output=True,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     out = env.cli("restore", "root", str(env.tmp / "r.img"), "--from", "local", "--snapshot", "bad")
@@ -117,8 +121,11 @@ def test_upload_killed_then_next_run_works_and_check_is_clean(env: OffsiteEnv) -
     env.ok("run")
     cmd = [sys.executable, "-m", "coldvault", "--config", str(env.config), "offsite", "run"]
     proc = subprocess.Popen(
-        cmd, env={**os.environ, "PYTHONPATH": str(ROOT / "daemon")},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        cmd,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "daemon")},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not list((env.tmp / "repo" / "data").rglob("*")):
