@@ -202,12 +202,12 @@ def test_network_dropin_is_written_only_when_the_config_needs_it(tmp_path: Path)
     assert written == [Path("etc/systemd/system/coldvault.service.d/network.conf")]
 
 
-def test_needs_network_for_pings_and_notifications() -> None:
+def test_needs_network_for_pings_notifications_and_remote_repositories() -> None:
     from dataclasses import replace
 
     from tests.unit.image_env import make_job
 
-    from coldvault.config.model import Config, NotifyTarget, Settings
+    from coldvault.config.model import Config, NotifyTarget, OffsiteTarget, Settings
     from coldvault.service.network import needs_network
 
     job = make_job("/dev/null")
@@ -217,6 +217,10 @@ def test_needs_network_for_pings_and_notifications() -> None:
     assert needs_network(replace(base, settings=Settings(ping="https://hc-ping.com/{job}")))
     notify = (NotifyTarget(url="ntfys://ntfy.example.org/t"),)
     assert needs_network(replace(base, settings=Settings(notify=notify)))
+    local = OffsiteTarget(name="usb", repository="/srv/restic", password_file=Path("/p"))
+    assert not needs_network(replace(base, offsite=(local,)))
+    remote = replace(local, repository="sftp:backup@nas:/srv/restic")
+    assert needs_network(replace(base, offsite=(local, remote)))
 
 
 def test_exec_start_quoting_survives_spaces_and_specifiers(tmp_path: Path) -> None:

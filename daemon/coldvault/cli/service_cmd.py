@@ -215,7 +215,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="install the systemd unit (Linux) or launchd plist (macOS) for this installation",
         description="Install the service file for a pip/pipx installation, with its program "
         "path pointing at this coldvault. The Debian package does this itself. When the "
-        "configuration (--config) sends pings or notifications, the systemd unit also gets "
+        "configuration (--config) sends pings, notifications or offsite copies, the systemd unit "
+        "also gets "
         "the drop-in coldvault.service.d/network.conf that allows IP.",
     )
     p.add_argument(
