@@ -253,3 +253,12 @@ def offsite_turn(
     if not config.offsite:
         return []
     return run_targets(config, wanted, due_only=True, cancel=cancel, progress=progress, clock=clock)
+
+
+def offsite_due_without_disk(config: Config, now: datetime) -> bool:
+    """Whether a copy that needs no disk is due by its target's ``every``/``at``.
+
+    Targets without them copy once per disk session only (see :func:`offsite_turn`).
+    """
+    scheduled = [t for t in config.offsite if t.when.every is not None or t.when.at]
+    return any(due_jobs(config, t, now, lambda j: not needs_disk(j)) for t in scheduled)

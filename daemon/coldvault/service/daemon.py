@@ -34,6 +34,7 @@ from coldvault.errors import Busy, ColdvaultError, ConfigError
 from coldvault.events import Event, emit
 from coldvault.monitor.metrics import write_metrics
 from coldvault.monitor.overdue import OverdueWatch
+from coldvault.offsite.run import offsite_due_without_disk, offsite_turn
 from coldvault.platform.hotplug import DiskWatcher, disk_watcher
 from coldvault.progress import Progress
 from coldvault.service import due, policy
@@ -47,7 +48,9 @@ log = logging.getLogger("coldvault.daemon")
 
 RUNNING_REFRESH_SECONDS = 1.0  # STATUS= refresh while a job runs
 STOP_EXTEND_SECONDS = 30.0  # EXTEND_TIMEOUT_USEC step while a job winds down
-STOP_EXTEND_MAX_SECONDS = 600.0  # then stop asking: systemd's stop timeout kills a hung stop
+STOP_EXTEND_MAX_SECONDS = 600.0
+# Between two disk-less offsite turns: an unreachable repository is not retried in a loop.
+OFFSITE_RETRY_SECONDS = 900.0  # then stop asking: systemd's stop timeout kills a hung stop
 
 
 def _disks_of(config: Config) -> list[tuple[str, DiskConfig, tuple[Job, ...]]]:
@@ -110,6 +113,31 @@ class _Session(threading.Thread):
         return f"opening {disk} for " + ", ".join(j.name for j in self.jobs)
 
 
+class _OffsiteSession(_Session):
+    """Offsite copies that need no disk (``offsite_from: source``), while no disk is open."""
+
+    def run(self) -> None:
+        try:
+            offsite_turn(
+                self.config,
+                from_disk=False,
+                cancel=self.cancel,
+                progress=self._on_progress,
+                clock=due.local_now,
+            )
+        except ColdvaultError as exc:
+            self.error = exc
+        except BaseException as exc:  # a bug: report it, keep the daemon alive
+            log.exception("offsite session crashed")
+            self.error = exc
+        finally:
+            self._wake()
+
+    def describe(self) -> str:
+        """The STATUS= line while these copies run."""
+        return self.progress.describe() if self.progress is not None else "offsite copies"
+
+
 class Daemon:
     """The service's main loop: the mechanics around :mod:`coldvault.service.policy`."""
 
@@ -128,6 +156,7 @@ class Daemon:
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._next_wake = float("inf")  # seconds until the next due time
         self._scheduler = schedule.Scheduler()
+        self._offsite_not_before = 0.0  # monotonic: no disk-less offsite turn before this
         self._watcher: DiskWatcher = disk_watcher(self.config.settings.poll_seconds)
         self._runtime = RuntimeStatus(self.config.settings.runtime_dir)
         self._state = st.StateFile(self.config.settings.state_file)
@@ -264,6 +293,7 @@ class Daemon:
             where = "the backup disk" if disk == DEFAULT_DISK else f"backup disk {disk}"
             emit(log, Event.JOB_SKIPPED, f"{job}: due, waiting for {where}", job=job)
         if decided.disk is None:
+            self._maybe_start_offsite(now)
             return
         self._watches[decided.disk] = policy.started(self._watches[decided.disk])
         names = ", ".join(j.name for j in decided.jobs)
@@ -271,6 +301,15 @@ class Daemon:
         self._session_disk = decided.disk
         config = self.config.for_disk(decided.disk)
         self._session = _Session(config, list(decided.jobs), self.stop, self._wake)
+        self._session.start()
+
+    def _maybe_start_offsite(self, now: datetime) -> None:
+        """Start the due offsite copies that need no disk (at most every OFFSITE_RETRY_SECONDS)."""
+        mono = time.monotonic()
+        if mono < self._offsite_not_before or not offsite_due_without_disk(self.config, now):
+            return
+        self._offsite_not_before = mono + OFFSITE_RETRY_SECONDS
+        self._session = _OffsiteSession(self.config, [], self.stop, self._wake)
         self._session.start()
 
     def _warn_absent(self, states: dict[str, st.DiskState], now: datetime) -> None:
