@@ -228,3 +228,51 @@ def test_unchanged_and_one_percent_runs_read_and_send_little(tmp_path: Path) -> 
     # them (about twice the data added): the source side is the 10 MiB changed.
     assert 10 * MiB <= changed["read"] < 40 * MiB, changed
     print(f"unchanged: {unchanged}, 1 % changed: {changed}")
+
+
+def test_retention_is_applied_per_job_with_the_shared_mapping(tmp_path: Path) -> None:
+    env = OffsiteEnv(tmp_path)
+    env.add_target("local", str(tmp_path / "repo"), retention={"keep_last": 2})
+    env.ok("offsite", "init", "local")
+    ids = []
+    for i in range(3):
+        env.change_source(i * 4096, 16)
+        env.ok("run")
+        env.ok("offsite", "run", "local")
+        snaps = restic_json(env, "snapshots")
+        assert isinstance(snaps, list)
+        ids.append(snaps[-1]["short_id"])
+    kept = restic_json(env, "snapshots")
+    assert isinstance(kept, list)
+    assert [s["short_id"] for s in kept] == ids[1:]
+    assert restic_ok(env, "check").returncode == 0
+
+
+def test_a_full_remote_is_a_clear_failure_and_the_next_run_works(tmp_path: Path) -> None:
+    from tests.conftest import require_root
+
+    require_root()
+    env = OffsiteEnv(tmp_path, source_bytes=24 * MiB, part_size="1M")
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(small)], check=True)
+    try:
+        env.add_target("local", str(small / "repo"))
+        env.ok("offsite", "init", "local")
+        env.ok("run")
+        done = env.cli("offsite", "run", "local")
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "the remote storage is full" in done.stderr and "Traceback" not in done.stderr
+        subprocess.run(["mount", "-o", "remount,size=64m", str(small)], check=True)
+        assert "restic snapshot" in env.ok("offsite", "run", "local")
+        pass_env = {**os.environ, "RESTIC_PASSWORD_FILE": str(env.password)}
+        check = subprocess.run(
+            ["restic", "-r", str(small / "repo"), "check"],
+            env=pass_env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert check.returncode == 0, check.stdout + check.stderr
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)
