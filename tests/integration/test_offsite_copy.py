@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from tests.conftest import ROOT
 from tests.integration.offsite_env import OffsiteEnv
 
@@ -276,3 +277,24 @@ def test_a_full_remote_is_a_clear_failure_and_the_next_run_works(tmp_path: Path)
         assert check.returncode == 0, check.stdout + check.stderr
     finally:
         subprocess.run(["umount", "-l", str(small)], check=False)
+
+
+def test_settings_hooks_run_after_a_copy_with_the_target_named(env: OffsiteEnv) -> None:
+    seen = env.tmp / "hook.txt"
+    script = f'echo "$COLDVAULT_JOB $COLDVAULT_RESULT $COLDVAULT_OFFSITE" >> {seen}'
+    data = yaml.safe_load(env.config.read_text())
+    data["settings"]["on_success"] = ["sh", "-c", script]
+    data["settings"]["on_failure"] = ["sh", "-c", script]
+    env.config.write_text(yaml.safe_dump(data))
+    env.ok("run")
+    env.ok("offsite", "run", "local")
+    env.password.write_text("wrong\n")
+    env.change_source(0, 16)
+    env.ok("run")
+    assert env.cli("offsite", "run", "local").returncode == 1
+    assert seen.read_text().splitlines() == [
+        "root success ",
+        "root success local",
+        "root success ",
+        "root failed local",
+    ]

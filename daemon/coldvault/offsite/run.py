@@ -24,6 +24,7 @@ from coldvault.offsite.copy import Copied, copy_upload, with_stale_lock_removed
 from coldvault.offsite.restic import Restic
 from coldvault.offsite.sources import needs_disk
 from coldvault.progress import ProgressCallback, human_bytes
+from coldvault.service import hooks
 from coldvault.service.due import Clock, is_due
 from coldvault.service.state import FAILED, SUCCESS, StateFile
 from coldvault.system.cancel import CancelToken
@@ -135,9 +136,21 @@ def _copy_job(
         raise
     except ColdvaultError as exc:
         state.update(job.name, result=FAILED, error=str(exc), duration=time.monotonic() - t0)
+        _hooks(config, restic.target, job, "on_failure", str(exc))
         raise
     _record_success(state, job, done, started, time.monotonic() - t0)
+    _hooks(config, restic.target, job, "on_success", None)
     return done
+
+
+def _hooks(config: Config, target: OffsiteTarget, job: Job, kind: str, error: str | None) -> None:
+    """``settings``' on_success/on_failure hooks, told by COLDVAULT_OFFSITE that it was a copy."""
+    commands = getattr(config.settings.hooks, kind)
+    if not commands:
+        return
+    result = hooks.FAILED if error else hooks.SUCCESS
+    env = {**hooks.hook_env(job.name, result, error, ()), "COLDVAULT_OFFSITE": target.name}
+    hooks.run_hooks(kind, commands, job=job.name, env=env)
 
 
 def _record_success(
