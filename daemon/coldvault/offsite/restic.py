@@ -160,17 +160,20 @@ class Restic:
         return _summary(summary, result.read_bytes, self.where)
 
     def forget(self, labels: tuple[str, ...], rule: Retention) -> int:
-        """Apply ``rule`` to the snapshots carrying ``labels`` (one group), then prune.
+        """Apply ``rule`` to the snapshots carrying ``labels`` (one group); prune if any went.
 
-        Returns how many snapshots were removed.
+        Returns how many snapshots were removed. ``prune`` (which rewrites packs
+        and takes the exclusive lock) runs only when something was forgotten.
         """
         if rule.keeps_everything:
             return 0
-        argv = ["forget", "--json", "--prune", "--group-by", "host", "--tag", ",".join(labels)]
-        argv += _keep_options(rule)
-        data = _json(self._run(*argv).stdout.split(b"\n", 1)[0], "restic forget")
+        argv = ["forget", "--json", "--group-by", "host", "--tag", ",".join(labels)]
+        data = _json(self._run(*argv, *_keep_options(rule)).stdout, "restic forget")
         groups = data if isinstance(data, list) else []
-        return sum(len(g.get("remove") or ()) for g in groups if isinstance(g, dict))
+        removed = sum(len(g.get("remove") or ()) for g in groups if isinstance(g, dict))
+        if removed:
+            self._run("prune")
+        return removed
 
     def check(self, subset: str | None) -> None:
         """``restic check``, reading ``subset`` of the pack data (None: metadata only)."""
