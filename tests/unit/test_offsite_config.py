@@ -118,3 +118,19 @@ def test_mask_hides_the_repository_and_its_password() -> None:
     text = "Fatal: unable to open rest:https://u:s3cret@h:8000/r; also https://u:s3cret@h"
     masked = mask(target, text)
     assert "s3cret" not in masked and "<cloud>" in masked
+
+
+def test_validate_summary_names_targets_without_their_repository(
+    tmp_path: Path, secret: Path
+) -> None:
+    from coldvault.cli.config_cmd import summary
+
+    config = load_text(
+        JOBS + "offsite:\n  - name: cloud\n    repository: rest:https://u:pw1234@h:8000/r\n"
+        f"    password_file: {secret}\n    jobs: [root]\n    every: 1d\n",
+        "c.yaml",
+        tmp_path,
+    )
+    text = summary(config, "c.yaml")
+    assert "offsite cloud: rest: repository (not shown), jobs root; every 1d" in text
+    assert "pw1234" not in text and "h:8000" not in text

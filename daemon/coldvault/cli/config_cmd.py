@@ -8,7 +8,7 @@ from importlib import resources
 
 from coldvault.cli.common import config_path
 from coldvault.config.durations import format_duration
-from coldvault.config.model import BtrfsJob, Config, DiskConfig, Job, Retention, When
+from coldvault.config.model import BtrfsJob, Config, DiskConfig, Job, OffsiteTarget, Retention, When
 from coldvault.config.sizes import format_size
 from coldvault.errors import EXIT_OK
 
@@ -68,6 +68,7 @@ def summary(config: Config, name: str) -> str:
         lines.extend(f"disk {d.name}: {_disk(d.config)}" for d in config.disks)
     lines.extend(f"warning: {w}" for w in config.warnings)
     lines.extend(f"job {_job(config, job)}" for job in config.jobs)
+    lines.extend(_offsite(config, t) for t in config.offsite)
     lines.extend(monitoring_lines(config))
     return "\n".join(lines)
 
@@ -120,6 +121,21 @@ def _job(config: Config, job: Job) -> str:
             f"blocks of {format_size(job.block_size)}, {job.snapshots} snapshots, {job.hash}"
         )
     return f"{job.name} ({job.type}): {what}; {_when(job.when)}"
+
+
+def _offsite(config: Config, target: OffsiteTarget) -> str:
+    """One target; its repository string is never shown (it may hold credentials)."""
+    from coldvault.config.converters import RESTIC_BACKENDS
+
+    prefix = target.repository.partition(":")[0]
+    kind = f"{prefix}: repository" if prefix in RESTIC_BACKENDS else "local repository"
+    jobs = ", ".join(j.name for j in config.offsite_jobs(target))
+    when = "every disk session" if not (target.when.every or target.when.at) else _when(target.when)
+    check = target.check.every and format_duration(target.check.every)
+    return (
+        f"offsite {target.name}: {kind} (not shown), jobs {jobs}; {when}; keep "
+        f"{_retention(target.retention)}; check {f'every {check}' if check else 'by hand'}"
+    )
 
 
 def _retention(rule: Retention) -> str:
