@@ -23,10 +23,11 @@ from coldvault import platform
 from coldvault.errors import ColdvaultError
 from coldvault.jobs.image.manifest import Manifest, PartRecord, save
 from coldvault.jobs.image.parts import PartWriter, part_indexes, part_name, write_null_part
-from coldvault.jobs.image.reader import BlockStream, hash_zeros, new_hasher, read_full
+from coldvault.jobs.image.reader import blocks, hash_zeros, new_hasher
 from coldvault.progress import ProgressMeter, human_bytes
 from coldvault.system import crashpoint
 from coldvault.system.beneath import SafeDir
+from coldvault.system.beside import Abandoned, Guard, run_beside
 from coldvault.system.cancel import CancelToken
 
 log = logging.getLogger("coldvault.image")
@@ -187,56 +188,72 @@ class Pass:
         self._last_save = time.monotonic()
         self._unsaved = False
         self._pending: tuple[int, Future[PartRecord]] | None = None
+        self._sink: PartSink | None = None  # the part being read
+        self.guard = Guard()  # the reads a stop request may leave behind
         self.confirmed: set[int] = set()  # parts whose file now holds this source's bytes
 
     def run(self) -> list[PartRecord | None]:
-        """Read the whole source; return the new per-part records."""
-        stream = BlockStream(self.fd, 0, self.layout.size, self.layout.block_size, self.cancel)
+        """Read the whole source; return the new per-part records.
+
+        The pass runs on a worker thread; this thread only waits, so a stop request
+        ends the run even while a read of the source never returns.
+        """
         committer = ThreadPoolExecutor(1, thread_name_prefix="image-commit")
-        sink: PartSink | None = None
-        index, part_end = -1, 0
-        detail = ""
         try:
-            for offset, buf, n in stream:
-                if offset >= part_end:
-                    index += 1
-                    start, length = self.layout.span(index)
-                    part_end = start + length
-                    keep = self._keeps(length)
-                    write = not trusted(self.work, index, self.records[index], keep)
-                    sink = PartSink(
-                        self.work, index, self.algorithm, self.zero, write=write, keep_null=keep
-                    )
-                    detail = (
-                        f"part {index + 1} of {self.layout.count}, {self.stats.changed} changed"
-                    )
-                assert sink is not None
-                if self.cancel.cancelled:
-                    sink.abort()
-                    self.cancel.check()
-                sink.feed(buf, n)
-                self.stats.bytes_read += n
-                if offset + n >= part_end:
-                    sink = self._finish_part(index, sink)  # None: unchanged
-                    if sink is not None:
-                        self._submit(committer, index, sink)
-                        sink = None
-                self.meter.update(self.stats.bytes_read, self.stats.bytes_written, detail)
-            self._collect()
+            run_beside(lambda: self._parts(committer), self.cancel, self.guard, "image-pass")
         except BaseException:
-            if sink is not None:
-                sink.abort()
-            try:
-                self._collect()  # a part committed before the failure still counts
-            except Exception as exc:  # the first error is the one to report
-                log.debug("pending part commit failed too: %s", exc)
-            self._save_quietly()
+            if self.guard.abandoned:  # the worker is parked in a read: its clean-up is ours
+                self._clean_up()
             raise
         finally:
-            stream.close()
             committer.shutdown(wait=True)
         self.meter.emit()
         return self.records
+
+    def _parts(self, committer: ThreadPoolExecutor) -> None:
+        """Every part in turn (on the worker thread)."""
+        buf = bytearray(self.layout.block_size)  # one buffer, reused for every block
+        try:
+            for index in range(self.layout.count):
+                self._sink = self._read_part(index, buf)  # None: unchanged
+                if self._sink is not None:
+                    self._submit(committer, index, self._sink)
+                    self._sink = None  # the committer's now
+            self._collect()
+        except Abandoned:
+            raise  # the caller has let go of our files: touch nothing
+        except BaseException:
+            self._clean_up()
+            raise
+
+    def _read_part(self, index: int, buf: bytearray) -> PartSink | None:
+        """Read, hash (and write if untrusted) part ``index``; the sink to commit, or None."""
+        start, length = self.layout.span(index)
+        keep = self._keeps(length)
+        write = not trusted(self.work, index, self.records[index], keep)
+        sink = self._sink = PartSink(
+            self.work, index, self.algorithm, self.zero, write=write, keep_null=keep
+        )
+        detail = f"part {index + 1} of {self.layout.count}, {self.stats.changed} changed"
+        for _, n in blocks(self.fd, start, start + length, buf, self.guard):
+            if self.cancel.cancelled:
+                sink.abort()
+                self.cancel.check()
+            sink.feed(buf, n)
+            self.stats.bytes_read += n
+            self.meter.update(self.stats.bytes_read, self.stats.bytes_written, detail)
+        return self._finish_part(index, sink)
+
+    def _clean_up(self) -> None:
+        """On failure or stop: drop the half-read part, record what was committed."""
+        if self._sink is not None:
+            self._sink.abort()
+            self._sink = None
+        try:
+            self._collect()  # a part committed before the failure still counts
+        except Exception as exc:  # the first error is the one to report
+            log.debug("pending part commit failed too: %s", exc)
+        self._save_quietly()
 
     def _keeps(self, length: int) -> bool:
         """Whether an all-zero part of ``length`` bytes is stored as it is.
@@ -291,19 +308,10 @@ class Pass:
         sink = PartSink(
             self.work, index, self.algorithm, self.zero, write=True, keep_null=self._keeps(length)
         )
+        self._sink = sink  # aborted by the clean-up if reading fails
         buf = bytearray(self.layout.block_size)
-        offset = start
-        try:
-            while offset < start + length:
-                want = min(len(buf), start + length - offset)
-                n = read_full(self.fd, memoryview(buf)[:want], offset)
-                if n < want:
-                    raise OSError(5, "the source shrank while it was read")
-                sink.feed(buf, n)
-                offset += n
-        except BaseException:
-            sink.abort()
-            raise
+        for _, n in blocks(self.fd, start, start + length, buf, self.guard):
+            sink.feed(buf, n)
         return sink
 
     def save_progress(self) -> None:
