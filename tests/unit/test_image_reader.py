@@ -12,7 +12,7 @@ import blake3
 import pytest
 
 from coldvault.errors import JobError
-from coldvault.jobs.image.reader import BlockStream, hash_zeros, new_hasher
+from coldvault.jobs.image.reader import blocks, hash_zeros, new_hasher
 
 KiB = 1 << 10
 
@@ -32,8 +32,9 @@ def test_blocks_cover_the_range_in_order(tmp_path: Path) -> None:
     src.write_bytes(data)
     seen = bytearray()
     offsets = []
+    buf = bytearray(64 * KiB)
     with opened(src) as fd:
-        for offset, buf, n in BlockStream(fd, 100, len(data), 64 * KiB):
+        for offset, n in blocks(fd, 100, len(data), buf):
             offsets.append((offset, n))
             seen += buf[:n]  # the buffer is reused: copy before the next block
     assert bytes(seen) == data[100:]
@@ -47,10 +48,8 @@ def test_a_source_that_shrank_is_a_job_error(tmp_path: Path) -> None:
     src.write_bytes(bytes(3 * 64 * KiB))
     with opened(src) as fd:
         os.truncate(src, 64 * KiB + 10)  # shorter than the stream expects
-        stream = BlockStream(fd, 0, 4 * 64 * KiB, 64 * KiB)
         with pytest.raises(JobError) as err:
-            list(stream)
-        stream.close()
+            list(blocks(fd, 0, 4 * 64 * KiB, bytearray(64 * KiB)))
     assert "ended at byte 65546, expected 262144 bytes" in err.value.message
     assert err.value.hint is not None and "shrank" in err.value.hint
 
@@ -58,7 +57,7 @@ def test_a_source_that_shrank_is_a_job_error(tmp_path: Path) -> None:
 def test_a_read_error_is_a_job_error(tmp_path: Path) -> None:
     expected = pytest.raises(JobError, match="cannot read the source: Is a directory")
     with opened(tmp_path) as fd, expected:  # a folder: read() fails with EISDIR
-        list(BlockStream(fd, 0, 64 * KiB, 64 * KiB))
+        list(blocks(fd, 0, 64 * KiB, bytearray(64 * KiB)))
 
 
 @pytest.mark.parametrize("algorithm", ["blake3", "sha256"])

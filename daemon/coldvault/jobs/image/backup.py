@@ -5,7 +5,9 @@ has the recorded inode, size and mtime. A trusted part is compared by hash
 (the backup disk is not read); an untrusted or missing part is streamed to a
 new file while it is read, so a first backup reads the source once.
 
-Committing a written part (fsync, rename, folder fsync) runs on a second
+The pass (read, zero test, hash, write) runs on one worker thread while the
+calling thread waits for it and for a stop request (:mod:`coldvault.system.beside`).
+Committing a written part (fsync, rename, folder fsync) runs on a third
 thread so the next part is read while the previous one is flushed; at most
 one commit is outstanding, so memory and unsaved work stay bounded.
 """
@@ -13,7 +15,6 @@ one commit is outstanding, so memory and unsaved work stay bounded.
 from __future__ import annotations
 
 import logging
-import stat
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,11 +23,13 @@ from dataclasses import dataclass, replace
 from coldvault import platform
 from coldvault.errors import ColdvaultError
 from coldvault.jobs.image.manifest import Manifest, PartRecord, save
-from coldvault.jobs.image.parts import PartWriter, part_indexes, part_name, write_null_part
-from coldvault.jobs.image.reader import BlockStream, hash_zeros, new_hasher, read_full
+from coldvault.jobs.image.parts import part_indexes, part_name
+from coldvault.jobs.image.reader import blocks
+from coldvault.jobs.image.sink import PartSink, trusted
 from coldvault.progress import ProgressMeter, human_bytes
 from coldvault.system import crashpoint
 from coldvault.system.beneath import SafeDir
+from coldvault.system.beside import Abandoned, Guard, run_beside
 from coldvault.system.cancel import CancelToken
 
 log = logging.getLogger("coldvault.image")
@@ -64,102 +67,6 @@ class Stats:
     removed: int = 0
 
 
-class PartSink:
-    """Hashes one part's blocks, detects all-zero parts, and (optionally) writes them."""
-
-    def __init__(
-        self,
-        folder: SafeDir,
-        index: int,
-        algorithm: str,
-        zero: bytes,
-        *,
-        write: bool,
-        keep_null: bool,
-    ) -> None:
-        self.folder, self.index, self.zero = folder, index, zero
-        self.hasher = new_hasher(algorithm)
-        self.write, self.keep_null = write, keep_null
-        self.all_zero = True
-        self.pending = 0  # zero bytes seen but not yet hashed or written
-        self.size = 0
-        self.writer: PartWriter | None = None
-
-    def feed(self, buf: bytearray, n: int) -> None:
-        """Take the next ``n`` bytes of the part from ``buf``."""
-        self.size += n
-        if self.all_zero:
-            if buf == self.zero if n == len(buf) else buf[:n] == self.zero[:n]:
-                self.pending += n
-                return
-            self.all_zero = False
-            self._flush_zeros()
-        view = memoryview(buf)[:n]
-        self.hasher.update(view)
-        if self.write:
-            self._writer().write(view)
-
-    def _writer(self) -> PartWriter:
-        if self.writer is None:
-            self.writer = PartWriter(self.folder, self.index)
-        return self.writer
-
-    def _flush_zeros(self) -> None:
-        hash_zeros(self.hasher, self.zero, self.pending)
-        if self.write:
-            writer = self._writer()
-            view = memoryview(self.zero)
-            left = self.pending
-            while left:
-                step = min(left, len(self.zero))
-                writer.write(view[:step])
-                left -= step
-        self.pending = 0
-
-    def digest(self) -> str | None:
-        """The part's hash, None when all zero (zeros are never hashed)."""
-        return None if self.all_zero else self.hasher.hexdigest()
-
-    def commit(self) -> PartRecord:
-        """Store the part (atomic replace) and return its record."""
-        assert self.write
-        if self.all_zero and not self.keep_null:
-            st = write_null_part(self.folder, self.index)
-            return PartRecord(self.size, True, None, 0, st.st_ino, st.st_mtime_ns)
-        if self.all_zero:
-            self._flush_zeros()
-        st = self._writer().commit()
-        return PartRecord(
-            self.size, self.all_zero, self.digest(), st.st_size, st.st_ino, st.st_mtime_ns
-        )
-
-    def abort(self) -> None:
-        """Drop a half-written part."""
-        if self.writer is not None:
-            self.writer.abort()
-
-
-def trusted(folder: SafeDir, index: int, record: PartRecord | None, keep_null: bool) -> bool:
-    """Whether the part file still is exactly what ``record`` describes (a regular file).
-
-    ``keep_null``: an all-zero part is stored whole (always so for a short final part).
-    A short final part that an older coldvault stored as a 0-byte file is therefore not
-    trusted and is written again, whole, into the new snapshot (older ones keep reading
-    it through their manifest).
-    """
-    if record is None:
-        return False
-    st = folder.lstat(part_name(index))
-    if st is None or not stat.S_ISREG(st.st_mode):
-        return False
-    expected = 0 if record.zero and not keep_null else record.size
-    return (st.st_ino, st.st_size, st.st_mtime_ns) == (
-        record.ino,
-        record.stored,
-        record.mtime_ns,
-    ) and record.stored == expected
-
-
 class Pass:
     """One backup of ``fd`` into ``work`` against the records of ``base``."""
 
@@ -187,56 +94,72 @@ class Pass:
         self._last_save = time.monotonic()
         self._unsaved = False
         self._pending: tuple[int, Future[PartRecord]] | None = None
+        self._sink: PartSink | None = None  # the part being read
+        self.guard = Guard()  # the reads a stop request may leave behind
         self.confirmed: set[int] = set()  # parts whose file now holds this source's bytes
 
     def run(self) -> list[PartRecord | None]:
-        """Read the whole source; return the new per-part records."""
-        stream = BlockStream(self.fd, 0, self.layout.size, self.layout.block_size, self.cancel)
+        """Read the whole source; return the new per-part records.
+
+        The pass runs on a worker thread; this thread only waits, so a stop request
+        ends the run even while a read of the source never returns.
+        """
         committer = ThreadPoolExecutor(1, thread_name_prefix="image-commit")
-        sink: PartSink | None = None
-        index, part_end = -1, 0
-        detail = ""
         try:
-            for offset, buf, n in stream:
-                if offset >= part_end:
-                    index += 1
-                    start, length = self.layout.span(index)
-                    part_end = start + length
-                    keep = self._keeps(length)
-                    write = not trusted(self.work, index, self.records[index], keep)
-                    sink = PartSink(
-                        self.work, index, self.algorithm, self.zero, write=write, keep_null=keep
-                    )
-                    detail = (
-                        f"part {index + 1} of {self.layout.count}, {self.stats.changed} changed"
-                    )
-                assert sink is not None
-                if self.cancel.cancelled:
-                    sink.abort()
-                    self.cancel.check()
-                sink.feed(buf, n)
-                self.stats.bytes_read += n
-                if offset + n >= part_end:
-                    sink = self._finish_part(index, sink)  # None: unchanged
-                    if sink is not None:
-                        self._submit(committer, index, sink)
-                        sink = None
-                self.meter.update(self.stats.bytes_read, self.stats.bytes_written, detail)
-            self._collect()
+            run_beside(lambda: self._parts(committer), self.cancel, self.guard, "image-pass")
         except BaseException:
-            if sink is not None:
-                sink.abort()
-            try:
-                self._collect()  # a part committed before the failure still counts
-            except Exception as exc:  # the first error is the one to report
-                log.debug("pending part commit failed too: %s", exc)
-            self._save_quietly()
+            if self.guard.abandoned:  # the worker is parked in a read: its clean-up is ours
+                self._clean_up()
             raise
         finally:
-            stream.close()
             committer.shutdown(wait=True)
         self.meter.emit()
         return self.records
+
+    def _parts(self, committer: ThreadPoolExecutor) -> None:
+        """Every part in turn (on the worker thread)."""
+        buf = bytearray(self.layout.block_size)  # one buffer, reused for every block
+        try:
+            for index in range(self.layout.count):
+                self._sink = self._read_part(index, buf)  # None: unchanged
+                if self._sink is not None:
+                    self._submit(committer, index, self._sink)
+                    self._sink = None  # the committer's now
+            self._collect()
+        except Abandoned:
+            raise  # the caller has let go of our files: touch nothing
+        except BaseException:
+            self._clean_up()
+            raise
+
+    def _read_part(self, index: int, buf: bytearray) -> PartSink | None:
+        """Read, hash (and write if untrusted) part ``index``; the sink to commit, or None."""
+        start, length = self.layout.span(index)
+        keep = self._keeps(length)
+        write = not trusted(self.work, index, self.records[index], keep)
+        sink = self._sink = PartSink(
+            self.work, index, self.algorithm, self.zero, write=write, keep_null=keep
+        )
+        detail = f"part {index + 1} of {self.layout.count}, {self.stats.changed} changed"
+        for _, n in blocks(self.fd, start, start + length, buf, self.guard):
+            if self.cancel.cancelled:
+                sink.abort()
+                self.cancel.check()
+            sink.feed(buf, n)
+            self.stats.bytes_read += n
+            self.meter.update(self.stats.bytes_read, self.stats.bytes_written, detail)
+        return self._finish_part(index, sink)
+
+    def _clean_up(self) -> None:
+        """On failure or stop: drop the half-read part, record what was committed."""
+        if self._sink is not None:
+            self._sink.abort()
+            self._sink = None
+        try:
+            self._collect()  # a part committed before the failure still counts
+        except Exception as exc:  # the first error is the one to report
+            log.debug("pending part commit failed too: %s", exc)
+        self._save_quietly()
 
     def _keeps(self, length: int) -> bool:
         """Whether an all-zero part of ``length`` bytes is stored as it is.
@@ -291,19 +214,10 @@ class Pass:
         sink = PartSink(
             self.work, index, self.algorithm, self.zero, write=True, keep_null=self._keeps(length)
         )
+        self._sink = sink  # aborted by the clean-up if reading fails
         buf = bytearray(self.layout.block_size)
-        offset = start
-        try:
-            while offset < start + length:
-                want = min(len(buf), start + length - offset)
-                n = read_full(self.fd, memoryview(buf)[:want], offset)
-                if n < want:
-                    raise OSError(5, "the source shrank while it was read")
-                sink.feed(buf, n)
-                offset += n
-        except BaseException:
-            sink.abort()
-            raise
+        for _, n in blocks(self.fd, start, start + length, buf, self.guard):
+            sink.feed(buf, n)
         return sink
 
     def save_progress(self) -> None:
