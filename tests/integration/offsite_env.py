@@ -84,6 +84,13 @@ class OffsiteEnv:
         data: dict[str, Any] = json.loads((self.tmp / "state.offsite.json").read_text())
         return data
 
+    def forget_due(self, target: str = "local") -> None:
+        """Make the next offsite run apply retention (as if a day had passed since the last)."""
+        path = self.tmp / "state.offsite.json"
+        data = json.loads(path.read_text())
+        data["disks"][target]["jobs"].pop("(restic forget)", None)
+        path.write_text(json.dumps(data))
+
     def change_source(self, offset: int, length: int) -> None:
         with self.source.open("r+b") as f:
             f.seek(offset)

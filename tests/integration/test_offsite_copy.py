@@ -154,6 +154,7 @@ def test_stale_lock_of_a_killed_restic_is_removed_and_said(env: OffsiteEnv) -> N
     assert list((env.tmp / "repo" / "locks").iterdir()), "restic left no lock to test with"
     env.change_source(0, 4096)
     env.ok("run")
+    env.forget_due()  # forget takes the exclusive lock the stale one blocks
     done = env.cli("offsite", "run", "local")
     assert done.returncode == 0, done.stderr
     assert "removing the stale lock left by restic PID" in done.stderr
@@ -239,6 +240,8 @@ def test_retention_is_applied_per_job_with_the_shared_mapping(tmp_path: Path) ->
     for i in range(3):
         env.change_source(i * 4096, 16)
         env.ok("run")
+        if i:
+            env.forget_due()  # retention runs once a day: make this run's due
         env.ok("offsite", "run", "local")
         snaps = restic_json(env, "snapshots")
         assert isinstance(snaps, list)
@@ -298,3 +301,20 @@ def test_settings_hooks_run_after_a_copy_with_the_target_named(env: OffsiteEnv) 
         "root success ",
         "root failed local",
     ]
+
+
+def test_a_remembered_parent_the_repository_lost_is_looked_up_again(env: OffsiteEnv) -> None:
+    env.ok("run")
+    env.ok("offsite", "run", "local")
+    path = env.tmp / "state.offsite.json"
+    data = json.loads(path.read_text())
+    marks = data["disks"]["local"]["marks"]["root"]
+    key = next(k for k in marks if k.startswith("newest-"))
+    marks[key] = "0" * 64 + " " + marks[key].split(" ", 1)[1]  # an id restic never made
+    path.write_text(json.dumps(data))
+    env.change_source(0, 16)
+    env.ok("run")
+    done = env.cli("-v", "offsite", "run", "local")
+    assert done.returncode == 0, done.stderr
+    assert "the remembered parent is gone" in done.stderr
+    assert "2 changed, 15 unchanged files" in done.stdout, done.stdout  # a part, the manifest

@@ -9,19 +9,25 @@ once; a lock of a live process or another host is reported, never broken.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from coldvault.config.model import Retention
+from coldvault.errors import OffsiteError
+from coldvault.offsite.record import Newest
 from coldvault.offsite.restic import BackupSummary, OffsiteLocked, Restic, ResticStatus, tags
 from coldvault.offsite.sources import CURRENT, Upload
 from coldvault.progress import Progress, ProgressCallback, human_bytes
 
 log = logging.getLogger("coldvault.offsite")
+# restic's words for a --parent it does not know (the repository lost it, or the state lies).
+_UNKNOWN_PARENT = re.compile(r"no matching ID found|invalid id|parent snapshot", re.IGNORECASE)
 T = TypeVar("T")
 
 
@@ -31,7 +37,6 @@ class Copied:
 
     upload: Upload
     summary: BackupSummary | None
-    forgotten: int
 
     def describe(self) -> str:
         """One line for logs and status."""
@@ -48,33 +53,58 @@ class Copied:
 
 
 def copy_upload(
-    restic: Restic, upload: Upload, rule: Retention, progress: ProgressCallback
+    restic: Restic, upload: Upload, known: Newest | None, progress: ProgressCallback
 ) -> Copied:
-    """Upload ``upload`` unless the repository has it, then forget by ``rule``."""
+    """Upload ``upload`` unless the repository has it.
+
+    ``known``: the newest snapshot this host made of the source (from the offsite
+    state): when it is this snapshot nothing is done, else it is the parent. Without
+    it (or when restic no longer knows it) the repository is asked.
+    """
     labels = tags(job=upload.job.name, source=upload.source)
+    if known is not None and known.snapshot == upload.snapshot != CURRENT:
+        return Copied(upload, None)
+    if known is not None:
+        try:
+            return _backup(restic, upload, labels, known.restic_id, progress)
+        except OffsiteError as exc:
+            if not _UNKNOWN_PARENT.search(exc.message):
+                raise
+            log.info("%s: the remembered parent is gone; asking the repository", restic.where)
     existing = with_stale_lock_removed(restic, lambda: restic.snapshots(*labels))
     if upload.snapshot != CURRENT and any(s.tag("snapshot") == upload.snapshot for s in existing):
-        return Copied(upload, None, 0)
+        return Copied(upload, None)
     parent = existing[-1].id if existing else None
+    return _backup(restic, upload, labels, parent, progress)
+
+
+def _backup(
+    restic: Restic,
+    upload: Upload,
+    labels: tuple[str, ...],
+    parent: str | None,
+    progress: ProgressCallback,
+) -> Copied:
     phase = f"uploading to {restic.target.name}"
 
     def on_status(status: ResticStatus) -> None:
-        progress(
-            Progress(
-                upload.label,
-                phase,
-                status.bytes_done,
-                status.total_bytes or None,
-                eta_seconds=status.seconds_remaining,
-            )
-        )
+        total = status.total_bytes or None
+        eta = status.seconds_remaining
+        progress(Progress(upload.label, phase, status.bytes_done, total, eta_seconds=eta))
 
     labelled = labels + tags(snapshot=upload.snapshot)
     summary = with_stale_lock_removed(
         restic, lambda: restic.backup(upload.folder, labelled, parent, on_status)
     )
-    forgotten = with_stale_lock_removed(restic, lambda: restic.forget(labels, rule))
-    return Copied(upload, summary, forgotten)
+    return Copied(upload, summary)
+
+
+def forget(restic: Restic, copied: list[Copied], rule: Retention) -> int:
+    """Apply ``rule`` to each job and source copied; how many snapshots went."""
+    removed = 0
+    for labels in sorted({tags(job=c.upload.job.name, source=c.upload.source) for c in copied}):
+        removed += with_stale_lock_removed(restic, functools.partial(restic.forget, labels, rule))
+    return removed
 
 
 def with_stale_lock_removed(restic: Restic, step: Callable[[], T]) -> T:

@@ -13,14 +13,14 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from coldvault.config.model import Config, Job, OffsiteTarget, When
 from coldvault.errors import Cancelled, ColdvaultError, OffsiteError, OffsiteUnreachable
 from coldvault.events import Event, emit
 from coldvault.offsite import record, sources
-from coldvault.offsite.copy import Copied, copy_upload, with_stale_lock_removed
+from coldvault.offsite.copy import Copied, copy_upload, forget, with_stale_lock_removed
 from coldvault.offsite.restic import Restic
 from coldvault.offsite.sources import needs_disk
 from coldvault.progress import ProgressCallback, human_bytes
@@ -32,6 +32,7 @@ from coldvault.system.cancel import CancelToken
 log = logging.getLogger("coldvault.offsite")
 
 SKIPPED = "skipped"
+FORGET_EVERY = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ def run_target(
     try:
         for job in jobs:
             copied.extend(_copy_job(config, restic, job, state, progress, clock))
+        _forget_if_due(restic, state, copied, clock)
         if jobs:
             _check_if_due(restic, state, clock)
     except OffsiteUnreachable as exc:
@@ -128,7 +130,10 @@ def _copy_job(
                     "offsite %s: job %s has no complete backup yet", restic.target.name, job.name
                 )
                 return []
-            done = [copy_upload(restic, u, restic.target.retention, progress) for u in uploads]
+            done = [
+                copy_upload(restic, u, record.newest_of(state, job.name, u.source), progress)
+                for u in uploads
+            ]
     except OffsiteUnreachable as exc:
         state.update(job.name, error=exc.message)
         raise
@@ -170,11 +175,13 @@ def _record_success(
         error=None,
         summary=text,
     )
-    record.remember(
-        state,
-        job.name,
-        {s.snapshot_id[:8]: (s.bytes_processed, s.data_added) for s in summaries},
-    )
+    newest = {
+        c.upload.source: record.Newest(c.summary.snapshot_id, c.upload.snapshot)
+        for c in done
+        if c.summary is not None
+    }
+    sizes = {s.snapshot_id[:8]: (s.bytes_processed, s.data_added) for s in summaries}
+    record.remember(state, job.name, sizes, newest)
     target = state.disk
     snapshot = ", ".join(c.summary.snapshot_id[:8] for c in done if c.summary) or "-"
     emit(
@@ -186,6 +193,25 @@ def _record_success(
         snapshot=snapshot,
         summary=f"{human_bytes(added)} added",
     )
+
+
+def _forget_if_due(restic: Restic, state: StateFile, copied: list[Copied], clock: Clock) -> None:
+    """Retention once a day: each ``restic forget`` opens the repository (about half a
+    second with its key derivation), and snapshots come at most a few times a day."""
+    last = state.get(record.FORGET).last_success
+    if not copied or not is_due(When(every=FORGET_EVERY), last, clock()):
+        return
+    started = clock()
+    removed = forget(restic, copied, restic.target.retention)
+    state.update(
+        record.FORGET,
+        last_attempt=started,
+        last_success=started,
+        result=SUCCESS,
+        summary=f"{removed} snapshot(s) forgotten",
+    )
+    if removed:
+        log.info("offsite %s: retention removed %d snapshot(s)", restic.target.name, removed)
 
 
 def _check_if_due(restic: Restic, state: StateFile, clock: Clock) -> None:
