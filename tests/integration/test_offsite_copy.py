@@ -310,7 +310,7 @@ def test_a_remembered_parent_the_repository_lost_is_looked_up_again(env: Offsite
     data = json.loads(path.read_text())
     marks = data["disks"]["local"]["marks"]["root"]
     key = next(k for k in marks if k.startswith("newest-"))
-    marks[key] = "0" * 64 + " " + marks[key].split(" ", 1)[1]  # an id restic never made
+    marks[key] = "0" * 8 + " " + marks[key].split(" ", 1)[1]  # an id restic never made
     path.write_text(json.dumps(data))
     env.change_source(0, 16)
     env.ok("run")

@@ -29,7 +29,7 @@ def path_of(config: Config) -> Path:
 MAX_REMEMBERED = 100  # restic snapshots per job whose size and data added are kept
 NEWEST = "newest-"  # mark key prefix: the newest restic snapshot of one source of a job
 FORGET = "(restic forget)"  # the entry of the last retention pass (no job has parentheses)
-_ID = re.compile(r"[0-9a-f]{64}")
+_ID = re.compile(r"[0-9a-f]{8,64}")  # restic 0.14 names its new snapshots by the short id
 
 
 @dataclass(frozen=True)
