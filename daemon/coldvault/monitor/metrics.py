@@ -1,6 +1,7 @@
 """``settings.metrics_file``: the state as Prometheus metrics, for node-exporter's textfile
 collector. Written atomically with ``prometheus_client``'s exposition writer after every
-job, after a disk session (verification included) and at daemon start.
+job, after a disk session (verification included), after offsite copies and at daemon
+start.
 
 Timestamps are Unix seconds. A job that never succeeded has no
 ``coldvault_job_last_success_timestamp_seconds`` sample: ``absent()`` alerts on it.
