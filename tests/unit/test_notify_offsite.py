@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import socket
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from tests.conftest import require, require_programs
 from tests.unit.monitor_env import folder_config, http_server, image_job, run_jobs
 
@@ -37,7 +39,10 @@ def _offsite_session(config: Config) -> None:
     run_session(config, [], cancel=CancelToken(), progress=no_progress, offsite=True)
 
 
-def test_a_failed_offsite_copy_sends_host_target_job_and_error(tmp_path: Path) -> None:
+def test_a_failed_offsite_copy_sends_host_target_job_and_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="coldvault")
     host = socket.gethostname().split(".")[0]
     with http_server() as (base, got):
         url = base.replace("http://", "json://") + "/o"
@@ -62,6 +67,12 @@ def test_a_failed_offsite_copy_sends_host_target_job_and_error(tmp_path: Path) -
     assert str(tmp_path / "repo") not in text.replace(str(target.password_file), "")  # masked
     state = record.state_of(config, target).get("img")
     assert state.result == "success" and state.error is None
+    [event] = [
+        r.__dict__["journal_fields"]
+        for r in caplog.records
+        if r.__dict__.get("journal_fields", {}).get("COLDVAULT_EVENT") == "offsite_failed"
+    ]
+    assert event["COLDVAULT_JOB"] == "img" and event["COLDVAULT_OFFSITE"] == "s3"
 
 
 def test_an_unreachable_repository_sends_nothing(tmp_path: Path) -> None:

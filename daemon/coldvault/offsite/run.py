@@ -114,7 +114,7 @@ def run_target(
             log,
             Event.OFFSITE_FAILED,
             f"offsite {target.name} failed: {exc}",
-            job=current,
+            job=current if current != record.CHECK else None,
             level=logging.ERROR,
             offsite=target.name,
             error=exc.message,
