@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 
 @dataclass(frozen=True)
@@ -130,3 +131,17 @@ class ProgressMeter:
         """Call back now, whatever the interval."""
         self._last_emit = self._clock()
         self._cb(self.snapshot())
+
+
+def format_age(delta: timedelta) -> str:
+    """A short duration for humans: ``40s``, ``12m``, ``3h 5m``, ``2d 4h``."""
+    s = max(0, int(delta.total_seconds()))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 86400:
+        h, m = divmod(s // 60, 60)
+        return f"{h}h {m}m" if m else f"{h}h"
+    d, h = divmod(s // 3600, 24)
+    return f"{d}d {h}h" if h else f"{d}d"

@@ -41,6 +41,7 @@ class OffsiteEnv:
             }
         ]
         self.targets: list[dict[str, Any]] = []
+        self.settings: dict[str, Any] = {}  # more keys of settings:
 
     def add_target(self, name: str, repository: str, **extra: Any) -> None:
         self.targets.append(
@@ -55,6 +56,7 @@ class OffsiteEnv:
                 "state_file": str(self.tmp / "state.json"),
                 "runtime_dir": str(self.tmp / "run"),
                 "lock_file": str(self.tmp / "lock"),
+                **self.settings,
             },
             "jobs": self.jobs,
             "offsite": self.targets,

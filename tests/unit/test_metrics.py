@@ -10,6 +10,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,60 @@ def test_success_and_failure_are_scraped(exporter: tuple[Path, str], tmp_path: P
     assert again[f"coldvault_job_last_result{b}"] == 1
     assert again[f"coldvault_job_last_success_timestamp_seconds{b}"] >= int(before)
     assert again["node_textfile_scrape_error"] == 0
+
+
+def test_offsite_series_are_scraped(exporter: tuple[Path, str], tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from coldvault.config.model import OffsiteTarget, When
+    from coldvault.monitor.metrics import write_metrics
+    from coldvault.offsite import record
+    from coldvault.service import state as st
+    from coldvault.service.due import local_now
+
+    folder, url = exporter
+    now = local_now()
+    day = timedelta(days=1)
+    s3 = OffsiteTarget("s3", "/srv/restic", tmp_path / "pw", when=When(every=day))
+    lan = OffsiteTarget("lan", "/srv/lan", tmp_path / "pw", jobs=("home",))
+    jobs = (image_job(tmp_path, "home"), image_job(tmp_path, "root"))
+    config = replace(
+        folder_config(tmp_path, jobs, metrics_file=folder / "coldvault.prom"), offsite=(s3, lan)
+    )
+    state = record.state_of(config, s3)
+    state.update(
+        "home", last_attempt=now, last_success=now, result=st.SUCCESS, bytes_written=11_000_000
+    )
+    state.update("root", last_attempt=now, last_success=now - 3 * day, result=st.FAILED, error="x")
+    state.update(record.CHECK, last_success=now - day, result=st.SUCCESS)
+    skipped = record.state_of(config, lan)
+    skipped.update("home", last_attempt=now, error="lan: connection refused")  # never reached
+    write_metrics(config, now)
+    got = scrape(url)
+    print("\n".join(f"{k} {v}" for k, v in sorted(got.items()) if "offsite" in k))
+    assert got["node_textfile_scrape_error"] == 0
+    home, root = '{job="home",offsite="s3"}', '{job="root",offsite="s3"}'
+    assert got[f"coldvault_offsite_last_success_timestamp_seconds{home}"] == pytest.approx(
+        now.timestamp()
+    )
+    assert got[f"coldvault_offsite_last_result{home}"] == 1
+    assert got[f"coldvault_offsite_last_bytes_added{home}"] == 11_000_000
+    assert got[f"coldvault_offsite_overdue{home}"] == 0
+    assert got[f"coldvault_offsite_last_result{root}"] == 0
+    assert got[f"coldvault_offsite_overdue{root}"] == 1  # 3 days > 1 + 1 day
+    assert got[f"coldvault_offsite_unreachable{root}"] == 0  # failed, not skipped
+    assert got['coldvault_offsite_check_last_result{offsite="s3"}'] == 1
+    lan_home = '{job="home",offsite="lan"}'
+    assert got[f"coldvault_offsite_unreachable{lan_home}"] == 1
+    assert f"coldvault_offsite_last_result{lan_home}" not in got  # no result yet
+    assert f"coldvault_offsite_last_success_timestamp_seconds{lan_home}" not in got
+    assert 'coldvault_offsite_overdue{job="root",offsite="lan"}' not in got  # not its job
+    assert 'coldvault_job_overdue{disk="default",job="home"}' in got
+
+    # A damaged offsite state leaves its target out; everything else is written.
+    record.path_of(config).write_text("{")
+    write_metrics(config, now)
+    again = scrape(url)
+    assert again["node_textfile_scrape_error"] == 0
+    assert not any("coldvault_offsite_" in k and "{" in k for k in again)
+    assert 'coldvault_job_overdue{disk="default",job="home"}' in again  # the jobs' series stay

@@ -18,9 +18,9 @@ from coldvault.config.model import (
     SourceRef,
     When,
 )
-from coldvault.progress import Progress
+from coldvault.progress import Progress, format_age
 from coldvault.service.state import FAILED, SUCCESS, StateFile
-from coldvault.service.status import RuntimeStatus, build_report, format_age, render_text
+from coldvault.service.status import RuntimeStatus, build_report, render_text
 
 TZ = timezone(timedelta(hours=2))
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=TZ)

@@ -15,6 +15,7 @@ from coldvault.offsite.restic import OffsiteLocked, Restic, tags
 from coldvault.offsite.run import SKIPPED, TargetOutcome, check, restic_for, run_targets
 from coldvault.offsite.sources import needs_disk
 from coldvault.service.due import local_now
+from coldvault.service.hooks import after_offsite
 from coldvault.service.session import disk_session
 from coldvault.system.cancel import CancelToken
 
@@ -88,11 +89,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     with stop_on_signals(cancel):
         outcomes = _run(config, targets, chosen or jobs, args, cancel)
     end_open_line()
+    after_offsite(config, outcomes)  # offsite_failed messages, the metrics file
     for outcome in outcomes:
         for copied in outcome.copied:
             print(f"{outcome.target}: {copied.describe()}")
         if outcome.error:
-            print(f"{outcome.target}: {outcome.result}: {outcome.error}")
+            print(f"{outcome.target}: {outcome.result}: {outcome.text}")
     return max((_EXIT[o.result] for o in outcomes), default=EXIT_OK, key=lambda c: (c != 0, -c))
 
 

@@ -12,13 +12,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``status``."""
     p = sub.add_parser(
         "status",
-        help="per job: last success, result, next due; the daemon's live progress",
+        help="per job: last success, result, next due, offsite copies; the daemon's live progress",
         description="Exit status: 0 all well; 6 when the last scheduled verification of "
         "any job found corrupt, missing or unreadable data, or when a backup disk went back "
         "in time (until `coldvault disk accept NAME`); 7 when any job is overdue by "
-        "more than its interval (a scheduled job that never succeeded counts as overdue); "
+        "more than its interval (a scheduled job that never succeeded counts as overdue), or "
+        "when a job's offsite copy is overdue by more than its target's interval; "
         "6 wins when both apply (damaged backups need a person, a late one only the disk); "
-        "1 when the state file is damaged or unreadable (the daemon then holds every job).",
+        "1 when the state file (or the offsite state) is damaged or unreadable (the daemon "
+        "then holds every job).",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_status)

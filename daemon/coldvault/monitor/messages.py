@@ -7,6 +7,7 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from coldvault.offsite.record import CHECK
 from coldvault.progress import human_bytes
 
 FAILURE, SUCCESS, INFO = "failure", "success", "info"  # how a message is shown (Apprise type)
@@ -111,6 +112,22 @@ def overdue(disk: str, job: str, age: str | None) -> Message:
         "Plug in the backup disk, or check `coldvault status`."
     )
     return Message("overdue", f"coldvault on {host_name()}: {job} overdue", body, FAILURE)
+
+
+def offsite_failed(target: str, job: str | None, error: str, hint: str | None) -> Message:
+    """An offsite copy (or its target's ``restic check``) failed; unreachable is no failure."""
+    if job == CHECK:
+        what = f"the restic check of offsite target {target}"
+    elif job:
+        what = f"the offsite copy of job {job} to {target}"
+    else:
+        what = f"the offsite copies to {target}"
+    body = f"On {host_name()}, {what} failed: {error.rstrip('.')}."
+    if hint:
+        body += f" What to do: {hint.rstrip('.')}."
+    subject = f"{target}, {job}" if job and job != CHECK else target
+    title = f"coldvault on {host_name()}: offsite copy failed ({subject})"
+    return Message("offsite_failed", title, body, FAILURE)
 
 
 def from_event(disk: str, event: str, job: str | None, text: str) -> Message:

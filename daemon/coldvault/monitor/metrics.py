@@ -1,6 +1,7 @@
 """``settings.metrics_file``: the state as Prometheus metrics, for node-exporter's textfile
 collector. Written atomically with ``prometheus_client``'s exposition writer after every
-job, after a disk session (verification included) and at daemon start.
+job, after a disk session (verification included), after offsite copies and at daemon
+start.
 
 Timestamps are Unix seconds. A job that never succeeded has no
 ``coldvault_job_last_success_timestamp_seconds`` sample: ``absent()`` alerts on it.
@@ -17,6 +18,7 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from coldvault.config.model import Config
 from coldvault.errors import ColdvaultError, describe_os_error
 from coldvault.events import Event, emit
+from coldvault.monitor.offsite_metrics import OffsiteStates, add_offsite, load_offsite
 from coldvault.service import state as st
 from coldvault.service.due import is_overdue
 from coldvault.system.files import atomic_write
@@ -37,7 +39,7 @@ def write_metrics(config: Config, now: datetime, *, disk_seen: datetime | None =
         return
     try:
         disks = st.StateFile(config.settings.state_file).load_disks()
-        atomic_write(path, render(config, disks, now, disk_seen))
+        atomic_write(path, render(config, disks, now, disk_seen, load_offsite(config)))
     except (ColdvaultError, OSError) as exc:
         reason = exc.message if isinstance(exc, ColdvaultError) else describe_os_error(exc).message
         emit(
@@ -52,12 +54,17 @@ def write_metrics(config: Config, now: datetime, *, disk_seen: datetime | None =
 
 
 def render(
-    config: Config, disks: dict[str, st.DiskState], now: datetime, disk_seen: datetime | None
+    config: Config,
+    disks: dict[str, st.DiskState],
+    now: datetime,
+    disk_seen: datetime | None,
+    offsite: OffsiteStates | None = None,
 ) -> bytes:
-    """The exposition text for ``config``'s jobs on each of its disks.
+    """The exposition text for ``config``'s jobs on each of its disks (and offsite targets).
 
     ``disk_seen``: the session's disk (``config.disk_name``) was open then; the
-    other disks' last-seen times come from the state file.
+    other disks' last-seen times come from the state file. ``offsite``: each
+    target's offsite state (:mod:`coldvault.monitor.offsite_metrics`).
     """
     reg = CollectorRegistry()
 
@@ -98,4 +105,6 @@ def render(
         last = last or found.last_seen
         if last is not None:
             seen.labels(disk).set(last.timestamp())
+    if config.offsite:
+        add_offsite(reg, config, offsite or {}, now)
     return generate_latest(reg)

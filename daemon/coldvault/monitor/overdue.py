@@ -12,9 +12,9 @@ from coldvault.errors import ColdvaultError
 from coldvault.monitor import messages
 from coldvault.monitor.apprise_notify import notify
 from coldvault.monitor.metrics import write_metrics
+from coldvault.progress import format_age
 from coldvault.service import state as st
 from coldvault.service.due import is_overdue
-from coldvault.service.status import format_age
 
 log = logging.getLogger("coldvault.monitor.overdue")
 CHECK_SECONDS = 60.0  # the state file is read at most this often

@@ -43,6 +43,15 @@ class TargetOutcome:
     result: str  # success | skipped | failed
     copied: tuple[Copied, ...] = ()
     error: str | None = None
+    job: str | None = None  # the job being copied when it ended (record.CHECK: the check)
+    hint: str | None = None  # what the user can do about ``error``
+
+    @property
+    def text(self) -> str | None:
+        """``error`` with its hint, as the CLI prints it."""
+        if self.error is None or self.hint is None:
+            return self.error
+        return f"{self.error}\n  hint: {self.hint}"
 
 
 def cache_dir(config: Config) -> Path:
@@ -82,10 +91,14 @@ def run_target(
     restic = restic_for(config, target, cancel)
     state = record.state_of(config, target)
     copied: list[Copied] = []
+    current: str | None = None
     try:
         for job in jobs:
+            current = job.name
             copied.extend(_copy_job(config, restic, job, state, progress, clock))
+        current = None  # retention is the target's, over every job copied
         _forget_if_due(restic, state, copied, clock)
+        current = record.CHECK
         if jobs:
             _check_if_due(restic, state, clock)
     except OffsiteUnreachable as exc:
@@ -97,7 +110,7 @@ def run_target(
             offsite=target.name,
             error=exc.message,
         )
-        return TargetOutcome(target.name, SKIPPED, tuple(copied), exc.message)
+        return TargetOutcome(target.name, SKIPPED, tuple(copied), exc.message, current)
     except Cancelled:
         raise
     except ColdvaultError as exc:  # restic's failures, and a job folder that cannot be read
@@ -105,11 +118,12 @@ def run_target(
             log,
             Event.OFFSITE_FAILED,
             f"offsite {target.name} failed: {exc}",
+            job=current if current != record.CHECK else None,
             level=logging.ERROR,
             offsite=target.name,
             error=exc.message,
         )
-        return TargetOutcome(target.name, FAILED, tuple(copied), str(exc))
+        return TargetOutcome(target.name, FAILED, tuple(copied), exc.message, current, exc.hint)
     return TargetOutcome(target.name, SUCCESS, tuple(copied))
 
 

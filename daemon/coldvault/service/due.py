@@ -59,6 +59,15 @@ def interval(when: When) -> timedelta | None:
     return DAY if when.at else None
 
 
+def offsite_when(target: When, job: When) -> When:
+    """The schedule an offsite copy is judged by: the target's ``every``/``at``, else the job's.
+
+    A target with neither copies in every disk session, so its copies are as late as
+    the job's own backups allow: the job's interval is their measure.
+    """
+    return target if target.every is not None or target.at else job
+
+
 def overdue_by(when: When, last_success: datetime | None, now: datetime) -> timedelta | None:
     """How long past due the job is (None when it is not due or never runs on its own)."""
     due = next_due(when, last_success, now)

@@ -2,7 +2,8 @@
 
 The service runner calls :func:`job_started` (the start ping), :func:`around_job`
 around each job's run (``before`` / ``after``), :func:`after_job` once the
-result is known (``on_*`` hooks, the end ping, the notification, the metrics)
+result is known (``on_*`` hooks, the end ping, the notification, the metrics),
+:func:`after_offsite` after offsite copies (``offsite_failed``, the metrics)
 and wraps the session in a :class:`SessionWatch` (``disk_done``, messages for
 the session's events). The job types run no hooks. For the hooks:
 
@@ -37,6 +38,7 @@ from coldvault.system.cancel import CancelToken
 from coldvault.system.proc import run
 
 if TYPE_CHECKING:
+    from coldvault.offsite.run import TargetOutcome
     from coldvault.service.runner import SessionOutcome
 
 log = logging.getLogger("coldvault.hooks")
@@ -163,6 +165,21 @@ def after_job(
     write_metrics(config, local_now())
 
 
+def after_offsite(config: Config, outcomes: Sequence[TargetOutcome]) -> None:
+    """After an offsite turn: an ``offsite_failed`` message per failed target, the metrics.
+
+    A target skipped as unreachable sends nothing (it is retried; ``status`` and
+    ``coldvault_offsite_unreachable`` show it). Nothing raises.
+    """
+    for o in outcomes:
+        if o.result == FAILED:
+            message = messages.offsite_failed(o.target, o.job, o.error or "unknown error", o.hint)
+            job = o.job if o.job in {j.name for j in config.jobs} else None
+            notify(config, message, job=job)
+    if outcomes:
+        write_metrics(config, local_now())
+
+
 class _Collector(logging.Handler):
     """The events of a session that become messages or lines of ``disk_done``."""
 
@@ -178,7 +195,8 @@ class _Collector(logging.Handler):
 
 
 # Events of other parts that are sent as they are (``on:`` names them the same way).
-MESSAGE_EVENTS = ("verify_failed", "disk_rolled_back", "offsite_failed")
+# (``offsite_failed`` is sent by :func:`after_offsite`, which knows the target and job.)
+MESSAGE_EVENTS = ("verify_failed", "disk_rolled_back")
 
 
 class SessionWatch:

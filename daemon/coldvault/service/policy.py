@@ -29,9 +29,9 @@ from datetime import datetime, timedelta
 
 from coldvault.config.model import Job
 from coldvault.errors import Busy, DiskAbsent, TokenRejected
+from coldvault.progress import format_age
 from coldvault.service import due
 from coldvault.service import state as st
-from coldvault.service.status import format_age
 
 RETRY_FAILED_AFTER = timedelta(minutes=10)  # a failed job is not retried sooner
 RETRY_REJECTED_SECONDS = 3600.0  # a rejected disk: wait for a replug, or this long

@@ -148,9 +148,10 @@ def run_session(
                         config, state, cancel=cancel, progress=progress, on_job=on_job, clock=clock
                     )
                 if offsite and not cancel.cancelled:
-                    offsite_turn(
+                    copies = offsite_turn(
                         config, from_disk=True, cancel=cancel, progress=progress, clock=clock
                     )
+                    hooks.after_offsite(config, copies)
                 on_job(None)
         except DiskAbsent:
             for job in jobs:
@@ -179,7 +180,10 @@ def run_session(
     outcome = SessionOutcome(tuple(outcomes), teardown_error)
     watch.ended(outcome, closed=not keep_open)
     if offsite and not cancel.cancelled:
-        offsite_turn(config, from_disk=False, cancel=cancel, progress=progress, clock=clock)
+        copies = offsite_turn(
+            config, from_disk=False, cancel=cancel, progress=progress, clock=clock
+        )
+        hooks.after_offsite(config, copies)
     return outcome
 
 

@@ -6,9 +6,11 @@ live progress of the running job. ``coldvault status`` combines it with the
 state file and the schedule into one report, so monitoring can call it: it
 exits 1 when the state file is damaged or unreadable (the daemon holds every
 job then), else 6 (EXIT_CORRUPT) when the last verification of any job found
-problems, else 7 (EXIT_OVERDUE) when a job is overdue by more than its
-interval. Damage outranks lateness: a late backup is made by plugging the
-disk in, damaged stored data needs a person.
+problems, else 7 (EXIT_OVERDUE) when a job, or a job's offsite copy, is
+overdue by more than its interval (the offsite part:
+:mod:`coldvault.service.offsite_status`; a damaged offsite state also exits
+1). Damage outranks lateness: a late backup is made by plugging the disk in,
+damaged stored data needs a person.
 """
 
 from __future__ import annotations
@@ -23,27 +25,14 @@ from typing import Any
 from coldvault.config.model import Config, Disk, Job
 from coldvault.disk.stack import DiskStack
 from coldvault.errors import EXIT_CORRUPT, EXIT_FAILURE, EXIT_OK, EXIT_OVERDUE, ColdvaultError
-from coldvault.progress import Progress, human_bytes
+from coldvault.progress import Progress, format_age, human_bytes
 from coldvault.service import due
+from coldvault.service.offsite_status import OffsiteReport, offsite_reports, render_offsite
 from coldvault.service.scheduled_verify import describe_verify
 from coldvault.service.state import VERIFY_PROBLEMS, DiskState, JobState, StateFile
 from coldvault.system.files import atomic_write
 
 STATUS_FILE_NAME = "status.json"
-
-
-def format_age(delta: timedelta) -> str:
-    """A short duration for humans: ``40s``, ``12m``, ``3h 5m``, ``2d 4h``."""
-    s = max(0, int(delta.total_seconds()))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m"
-    if s < 86400:
-        h, m = divmod(s // 60, 60)
-        return f"{h}h {m}m" if m else f"{h}h"
-    d, h = divmod(s // 3600, 24)
-    return f"{d}d {h}h" if h else f"{d}d"
 
 
 class RuntimeStatus:
@@ -305,11 +294,22 @@ class Report:
     jobs: tuple[JobReport, ...]
     state_error: str | None = None  # the state file is damaged or unreadable
     disks: tuple[DiskReport, ...] = ()
+    offsite: tuple[OffsiteReport, ...] = ()
 
     @property
     def overdue(self) -> bool:
         """Whether any job is overdue by more than its interval."""
         return any(j.overdue for j in self.jobs)
+
+    @property
+    def offsite_overdue(self) -> bool:
+        """Whether any job's offsite copy is overdue by more than its target's interval."""
+        return any(o.overdue for o in self.offsite)
+
+    @property
+    def offsite_state_error(self) -> bool:
+        """Whether an offsite target's state could not be read."""
+        return any(o.state_error is not None for o in self.offsite)
 
     @property
     def verify_problems(self) -> bool:
@@ -323,13 +323,13 @@ class Report:
 
     @property
     def exit_code(self) -> int:
-        """1: state file damaged; 6: verify found problems or a disk went back in time;
-        7: overdue; else 0."""
-        if self.state_error is not None:
+        """1: state file (or offsite state) damaged; 6: verify found problems or a disk
+        went back in time; 7: a job or an offsite copy is overdue; else 0."""
+        if self.state_error is not None or self.offsite_state_error:
             return EXIT_FAILURE
         if self.verify_problems or self.rolled_back:
             return EXIT_CORRUPT
-        return EXIT_OVERDUE if self.overdue else EXIT_OK
+        return EXIT_OVERDUE if self.overdue or self.offsite_overdue else EXIT_OK
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form (``coldvault status --json``)."""
@@ -343,6 +343,8 @@ class Report:
             "exit_code": self.exit_code,
             "jobs": [j.to_json() for j in self.jobs],
             "disks": [d.to_json() for d in self.disks],
+            "offsite_overdue": self.offsite_overdue,
+            "offsite": [o.to_json() for o in self.offsite],
         }
 
 
@@ -379,7 +381,8 @@ def build_report(config: Config, now: datetime | None = None) -> Report:
     )
     first = config.disks[0].config
     disk = str(first.device or first.mount.point)
-    return Report(live, any(present.values()), disk, tuple(jobs), state_error, disks)
+    offsite = offsite_reports(config, now)
+    return Report(live, any(present.values()), disk, tuple(jobs), state_error, disks, offsite)
 
 
 def _presence(config: Config, live: dict[str, Any] | None) -> dict[str, bool]:
@@ -458,7 +461,7 @@ def render_text(report: Report, now: datetime | None = None) -> str:
         lines.append(f"STATE FILE: {report.state_error}")
         lines.append("  the daemon runs no job until it is fixed; last results are unknown")
         lines += [f"{j.name} ({j.type}, {j.schedule}): unknown" for j in report.jobs]
-        return "\n".join(lines)
+        return "\n".join(lines + render_offsite(report.offsite, now))
     for j in report.jobs:
         last = _when(j.last_success, j.age)
         nxt = _next(j.schedule, j.last_success, j.next_due, j.overdue, now)
@@ -481,6 +484,7 @@ def render_text(report: Report, now: datetime | None = None) -> str:
             lines.append(f"  running: {_describe(j.progress)}")
         if j.verify is not None:
             lines += _verify_lines(j.verify, now)
+    lines += render_offsite(report.offsite, now)
     return "\n".join(lines)
 
 
