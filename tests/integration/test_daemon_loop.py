@@ -36,8 +36,9 @@ def _small_source(env: DaemonEnv) -> Path:
     return src
 
 
-def _big_source(env: DaemonEnv, size: int = 512 * MiB) -> Path:
-    """Sparse, with some data up front: long enough to catch the job running."""
+def _big_source(env: DaemonEnv, size: int = 4096 * MiB) -> Path:
+    """Sparse, with some data up front: long enough to catch the job running (4k blocks of
+    a 4 GiB source take seconds; 512 MiB took one since the pass reads on its hashing thread)."""
     src = env.tmp / "big.img"
     with src.open("wb") as f:
         f.write(os.urandom(4 * MiB))
