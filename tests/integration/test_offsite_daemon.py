@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 from tests.integration.btrfs_env import MakeFs, create_subvolume, make_fs, random_file
-from tests.integration.daemon_env import daemon_env, image_job
+from tests.integration.daemon_env import DaemonEnv, daemon_env, image_job
 
 __all__ = ["make_fs"]
 MiB = 1 << 20
@@ -44,17 +44,22 @@ def _restic_snapshots(tmp: Path) -> int:
     return out.count('"id"')
 
 
+def _plug_and_wait_for_copy(env: DaemonEnv, tmp: Path, job: str) -> str:
+    """Plug the disk, start the daemon, wait for the job's first copy; the daemon's log."""
+    env.disk.write_bytes(b"")
+    env.start()
+    env.wait_until("the offsite copy", lambda: f"offsite local: {job}" in env.log_text())
+    assert _restic_snapshots(tmp) == 1
+    return env.log_text()
+
+
 def test_image_copy_follows_the_backup_in_the_session(tmp_path: Path) -> None:
     with daemon_env(tmp_path) as env:
         source = tmp_path / "source.img"
         source.write_bytes(os.urandom(2 * MiB))
         env.write_config([image_job("root", source)])
         _add_offsite(env.config, _target(tmp_path))
-        env.disk.write_bytes(b"")
-        env.start()
-        env.wait_until("the offsite copy", lambda: "offsite local: root" in env.log_text())
-        assert _restic_snapshots(tmp_path) == 1
-        log = env.log_text()
+        log = _plug_and_wait_for_copy(env, tmp_path, "root")
         assert log.index("root: backup finished") < log.index("offsite local: root")
         assert env.stop() == 0
 
@@ -77,11 +82,7 @@ def test_source_side_copies_run_after_the_disk_closed_and_without_it(
         }
         env.write_config([job])
         _add_offsite(env.config, _target(tmp_path, every="1h"))
-        env.disk.write_bytes(b"")
-        env.start()
-        env.wait_until("the offsite copy", lambda: "offsite local: data" in env.log_text())
-        assert _restic_snapshots(tmp_path) == 1
-        log = env.log_text()
+        log = _plug_and_wait_for_copy(env, tmp_path, "data")
         assert log.index("may be unplugged") < log.index("offsite local: data")
         assert env.stop() == 0
         # Away from the disk: a new source snapshot (made by hand here) is copied by schedule.

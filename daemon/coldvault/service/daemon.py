@@ -34,13 +34,13 @@ from coldvault.errors import Busy, ColdvaultError, ConfigError
 from coldvault.events import Event, emit
 from coldvault.monitor.metrics import write_metrics
 from coldvault.monitor.overdue import OverdueWatch
-from coldvault.offsite.run import offsite_due_without_disk, offsite_turn
+from coldvault.offsite.run import offsite_due_without_disk
 from coldvault.platform.hotplug import DiskWatcher, disk_watcher
 from coldvault.progress import Progress
 from coldvault.service import due, policy
 from coldvault.service import state as st
 from coldvault.service.notify import Notifier
-from coldvault.service.runner import SessionOutcome, run_session
+from coldvault.service.runner import SessionOutcome, offsite_copies, run_session
 from coldvault.service.status import RuntimeStatus
 from coldvault.system.cancel import CancelToken
 
@@ -80,24 +80,29 @@ class _Session(threading.Thread):
     def _on_progress(self, progress: Progress) -> None:
         self.progress = progress  # one reference assignment: safe to read from the loop
 
+    what = "disk session"
+
     def run(self) -> None:
         try:
-            self.outcome = run_session(
-                self.config,
-                self.jobs,
-                cancel=self.cancel,
-                progress=self._on_progress,
-                on_job=self._on_job,
-                verify=True,  # after the due backups: what is due for verification
-                offsite=True,  # then the due offsite copies
-            )
+            self._work()
         except ColdvaultError as exc:
             self.error = exc
         except BaseException as exc:  # a bug: report it, keep the daemon alive
-            log.exception("disk session crashed")
+            log.exception("%s crashed", self.what)
             self.error = exc
         finally:
             self._wake()
+
+    def _work(self) -> None:
+        self.outcome = run_session(
+            self.config,
+            self.jobs,
+            cancel=self.cancel,
+            progress=self._on_progress,
+            on_job=self._on_job,
+            verify=True,  # after the due backups: what is due for verification
+            offsite=True,  # then the due offsite copies
+        )
 
     def describe(self) -> str:
         """The STATUS= line while this session runs."""
@@ -116,22 +121,16 @@ class _Session(threading.Thread):
 class _OffsiteSession(_Session):
     """Offsite copies that need no disk (``offsite_from: source``), while no disk is open."""
 
-    def run(self) -> None:
-        try:
-            offsite_turn(
-                self.config,
-                from_disk=False,
-                cancel=self.cancel,
-                progress=self._on_progress,
-                clock=due.local_now,
-            )
-        except ColdvaultError as exc:
-            self.error = exc
-        except BaseException as exc:  # a bug: report it, keep the daemon alive
-            log.exception("offsite session crashed")
-            self.error = exc
-        finally:
-            self._wake()
+    what = "offsite session"
+
+    def _work(self) -> None:
+        offsite_copies(
+            self.config,
+            from_disk=False,
+            cancel=self.cancel,
+            progress=self._on_progress,
+            clock=due.local_now,
+        )
 
     def describe(self) -> str:
         """The STATUS= line while these copies run."""

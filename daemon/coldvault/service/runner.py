@@ -148,10 +148,9 @@ def run_session(
                         config, state, cancel=cancel, progress=progress, on_job=on_job, clock=clock
                     )
                 if offsite and not cancel.cancelled:
-                    copies = offsite_turn(
+                    offsite_copies(
                         config, from_disk=True, cancel=cancel, progress=progress, clock=clock
                     )
-                    hooks.after_offsite(config, copies)
                 on_job(None)
         except DiskAbsent:
             for job in jobs:
@@ -180,11 +179,23 @@ def run_session(
     outcome = SessionOutcome(tuple(outcomes), teardown_error)
     watch.ended(outcome, closed=not keep_open)
     if offsite and not cancel.cancelled:
-        copies = offsite_turn(
-            config, from_disk=False, cancel=cancel, progress=progress, clock=clock
-        )
-        hooks.after_offsite(config, copies)
+        offsite_copies(config, from_disk=False, cancel=cancel, progress=progress, clock=clock)
     return outcome
+
+
+def offsite_copies(
+    config: Config,
+    *,
+    from_disk: bool,
+    cancel: CancelToken,
+    progress: ProgressCallback,
+    clock: Callable[[], datetime],
+) -> None:
+    """The due offsite copies read from the disk, or the others; then their messages, metrics."""
+    outcomes = offsite_turn(
+        config, from_disk=from_disk, cancel=cancel, progress=progress, clock=clock
+    )
+    hooks.after_offsite(config, outcomes)
 
 
 def _fail_unstarted(
