@@ -94,6 +94,8 @@ def test_cli_skips_when_the_server_is_off(rest_server: Server, tmp_path: Path) -
     port = rest_server.repository.rsplit(":", 1)[1].split("/")[0]
     env.targets[0]["repository"] = f"rest:http://127.0.0.1:{free_port()}/x"  # nothing listens
     env.write()
+    env.change_source(0, 16)
+    env.ok("run")  # a new backup: the next offsite run has something to send
     done = env.cli("offsite", "run", "rest")
     assert done.returncode == 3, (done.stdout, done.stderr)
     assert "skipped" in done.stdout + done.stderr and "Traceback" not in done.stderr

@@ -37,6 +37,13 @@ def environment(target: OffsiteTarget) -> Iterator[dict[str, str]]:
         yield env
 
 
+def check(target: OffsiteTarget) -> None:
+    """Raise OffsiteError now if the password or env_file breaks the rules (even when
+    nothing needs restic this turn: a broken file is said at once, not at the next copy)."""
+    with environment(target):
+        pass
+
+
 def read_env_file(path: Path) -> dict[str, str]:
     """The ``NAME=value`` lines of a credentials file (checked like a key file)."""
     data = read_secret(path, "restic env_file", OffsiteError, "fix or remove env_file")

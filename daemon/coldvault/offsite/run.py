@@ -19,7 +19,7 @@ from pathlib import Path
 from coldvault.config.model import Config, Job, OffsiteTarget, When
 from coldvault.errors import Cancelled, ColdvaultError, OffsiteError, OffsiteUnreachable
 from coldvault.events import Event, emit
-from coldvault.offsite import record, sources
+from coldvault.offsite import credentials, record, sources
 from coldvault.offsite.copy import Copied, copy_upload, forget, with_stale_lock_removed
 from coldvault.offsite.restic import Restic
 from coldvault.offsite.sources import needs_disk
@@ -93,6 +93,7 @@ def run_target(
     copied: list[Copied] = []
     current: str | None = None
     try:
+        credentials.check(target)
         for job in jobs:
             current = job.name
             copied.extend(_copy_job(config, restic, job, state, progress, clock))
