@@ -48,9 +48,9 @@ log = logging.getLogger("coldvault.daemon")
 
 RUNNING_REFRESH_SECONDS = 1.0  # STATUS= refresh while a job runs
 STOP_EXTEND_SECONDS = 30.0  # EXTEND_TIMEOUT_USEC step while a job winds down
-STOP_EXTEND_MAX_SECONDS = 600.0
+STOP_EXTEND_MAX_SECONDS = 600.0  # then stop asking: systemd's stop timeout kills a hung stop
 # Between two disk-less offsite turns: an unreachable repository is not retried in a loop.
-OFFSITE_RETRY_SECONDS = 900.0  # then stop asking: systemd's stop timeout kills a hung stop
+OFFSITE_RETRY_SECONDS = 900.0
 
 
 def _disks_of(config: Config) -> list[tuple[str, DiskConfig, tuple[Job, ...]]]:
