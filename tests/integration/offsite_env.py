@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
-from tests.conftest import ROOT, require_programs
-from tests.integration.rotation_env import FolderDisk, folder_disk
+from tests.conftest import require_programs
+from tests.integration.rotation_env import FolderDisk, folder_disk, run_cli
 
 PASSWORD = "offsite-test-password\n"
 
@@ -63,21 +62,11 @@ class OffsiteEnv:
         }
         self.config.write_text(yaml.safe_dump(data))
 
-    def cli(
-        self, *args: str, env: dict[str, str] | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        full = {**os.environ, "PYTHONPATH": str(ROOT / "daemon"), **(env or {})}
-        return subprocess.run(
-            [sys.executable, "-m", "coldvault", "--config", str(self.config), *args],
-            env=full,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return run_cli(self.config, *args, timeout=600)
 
-    def ok(self, *args: str, env: dict[str, str] | None = None) -> str:
-        done = self.cli(*args, env=env)
+    def ok(self, *args: str) -> str:
+        done = self.cli(*args)
         assert done.returncode == 0, (args, done.stdout, done.stderr)
         assert "Traceback" not in done.stderr
         return done.stdout

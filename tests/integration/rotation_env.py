@@ -68,6 +68,18 @@ def write_config(
     path.write_text(yaml.safe_dump(data))
 
 
+def run_cli(config: Path, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """The real ``coldvault --config CONFIG ARGS...`` of this tree, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "coldvault", "--config", str(config), *args],
+        env={**os.environ, "PYTHONPATH": str(ROOT / "daemon")},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def copy_disk(disk: FolderDisk, to: Path) -> None:
     """A byte copy of the disk's folder (hard links kept as copies: a clone of the disk)."""
     shutil.copytree(disk.root, to, symlinks=True)
@@ -99,15 +111,7 @@ class Env:
         write_config(self.config, tmp, [self.home, self.office], jobs)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "daemon")}
-        return subprocess.run(
-            [sys.executable, "-m", "coldvault", "--config", str(self.config), *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        return run_cli(self.config, *args, timeout=120)
 
     def state(self, disk: str) -> dict[str, dict[str, object]]:
         raw = json.loads((self.tmp / "state.json").read_text())
